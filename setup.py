@@ -1,0 +1,28 @@
+"""imagescore_det: image-score selection for semi-supervised detection (a Detectron2 plugin).
+
+Detectron2 is not listed in install_requires: it is published on no package registry.
+Install it from source following https://detectron2.readthedocs.io/en/latest/tutorials/install.html;
+the scoring core and the classification mode work without it.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="imagescore_det",
+    version="0.1.0",
+    description="Image-score selection of unlabelled images for semi-supervised object detection (Detectron2 plugin)",
+    packages=find_packages(include=["imagescore_det", "imagescore_det.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "torch==2.14.1",
+        "torchvision==0.29.1",
+        "numpy",
+        "fvcore",
+        "pycocotools",
+        "tqdm",
+        "matplotlib",
+        "pyyaml",
+        "pillow",
+        "scikit-learn",
+    ],
+    extras_require={"test": ["pytest", "scikit-image"]},
+)

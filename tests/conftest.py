@@ -1,0 +1,32 @@
+"""Skips Detectron2 integration tests where Detectron2 is missing, and counts them for CI."""
+import collections
+
+import pytest
+
+from imagescore_det.utils.detectron2_import import INSTALL_GUIDE, detectron2_available
+
+SKIP_REASON = "Detectron2 is not installed (see %s)" % INSTALL_GUIDE
+_outcomes = collections.Counter()
+
+
+def pytest_collection_modifyitems(config, items):
+    if detectron2_available():
+        return
+    skip = pytest.mark.skip(reason=SKIP_REASON)
+    for item in items:
+        if "detectron2" in item.keywords:
+            item.add_marker(skip)
+
+
+def pytest_runtest_logreport(report):
+    if "detectron2" not in report.keywords:
+        return
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        _outcomes["ran" if report.outcome != "skipped" else "skipped"] += 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    line = "Detectron2 integration tests: %d ran, %d skipped" % (_outcomes["ran"], _outcomes["skipped"])
+    if not detectron2_available():
+        line += " (%s)" % SKIP_REASON
+    terminalreporter.write_line(line)
