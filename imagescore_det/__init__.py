@@ -3,8 +3,15 @@
 The scoring core (:mod:`imagescore_det.scoring`) and the classification mode work with
 PyTorch alone; the Detectron2 integration registers its backbones when Detectron2 is installed.
 """
+
 from .scoring import ActivationRecorder, Reference, ReferenceBuilder
 from .utils.detectron2_import import detectron2_available
 
 __all__ = ["ActivationRecorder", "Reference", "ReferenceBuilder", "detectron2_available"]
 __version__ = "0.1.0"
+
+if detectron2_available():
+    from . import modeling as _  # only registration
+    from .config import add_imagescore_config
+
+    __all__.append("add_imagescore_config")

@@ -1,0 +1,7 @@
+"""Data for imagescore_det: VOC-style dataset registration, the synthetic VOC-format generator
+and pseudo-label I/O.
+
+This file imports nothing on purpose: :mod:`imagescore_det.data.synthetic` uses only PIL and
+numpy, so data can be generated where Detectron2 is not installed; the modules that register
+datasets import Detectron2 themselves.
+"""
