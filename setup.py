@@ -21,6 +21,7 @@ setup(
         "tqdm",
         "matplotlib",
         "pyyaml",
+        "yacs",
         "pillow",
         "scikit-learn",
     ],

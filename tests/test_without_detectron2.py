@@ -1,0 +1,38 @@
+"""The scoring core and classification mode work where Detectron2 is absent; its parts say how to get it.
+
+Each check runs in a fresh interpreter in which ``import detectron2`` fails (``sys.modules`` entry set to
+None, Python's own way to block an import), so it holds whether or not Detectron2 is installed here.
+"""
+import subprocess
+import sys
+
+import pytest
+
+from imagescore_det.utils.detectron2_import import INSTALL_GUIDE
+
+BLOCK = "import sys; sys.modules['detectron2'] = None\n"
+
+
+def run_without_detectron2(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", BLOCK + code], capture_output=True, text=True, timeout=300)
+
+
+def test_core_and_classification_import_and_score():
+    result = run_without_detectron2(
+        "import torch, imagescore_det\n"
+        "from imagescore_det.scoring import ActivationRecorder, ReferenceBuilder, Reference\n"
+        "import imagescore_det.classification\n"
+        "acts = {'layer': torch.rand(4, 6)}\n"
+        "print(imagescore_det.detectron2_available(), ReferenceBuilder().update(acts).finalize().score(acts).shape)\n"
+        "assert not any(name.startswith('detectron2.') for name in sys.modules)\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "torch.Size([4])"]
+
+
+@pytest.mark.parametrize("module", ["imagescore_det.config", "imagescore_det.modeling", "imagescore_det.engine", "imagescore_det.data.voc"])
+def test_detectron2_parts_raise_one_import_error_with_the_guide(module):
+    result = run_without_detectron2("import %s" % module)
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("ImportError:") and INSTALL_GUIDE in last_line
