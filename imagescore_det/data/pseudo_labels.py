@@ -1,0 +1,175 @@
+"""Pseudo labels on disk: COCO-style JSON, the per-image score CSV, and their registration (SPEC §2 step 6).
+
+Building the JSON and the CSV rows are plain functions of :class:`ScoredImage` records, so tests
+and tools use them without a trainer. Every file is written atomically. The JSON's categories are
+1..K in the labelled set's class order, so ``register_coco_instances`` maps them onto the same
+contiguous ids as the labelled set.
+"""
+import csv
+import dataclasses
+import json
+import os
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
+
+from imagescore_det.utils.detectron2_import import require_detectron2
+
+require_detectron2()
+
+from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
+from detectron2.data.datasets import register_coco_instances  # noqa: E402
+
+from ..utils.io import atomic_write  # noqa: E402
+
+__all__ = [
+    "ScoredImage",
+    "build_pseudo_label_json",
+    "score_table",
+    "write_json",
+    "write_csv",
+    "load_pseudo_labels",
+    "register_pseudo_labels",
+]
+
+#: Keys a pseudo-label file must have; checked when one is read back.
+REQUIRED_KEYS = ("info", "images", "annotations", "categories")
+
+
+@dataclasses.dataclass
+class ScoredImage:
+    """One image after the scoring pass: its image score and the model's detections on it.
+
+    ``boxes`` (XYXY in original-image pixels), ``classes`` (contiguous ids) and ``scores`` are the
+    pseudo labels: detections with confidence >= the pseudo-label threshold. ``confidence`` is the
+    mean confidence of *all* the model's test-time detections (0 when it has none), the softmax
+    baseline's per-image score.
+    """
+
+    image_id: Any
+    file_name: str
+    height: int
+    width: int
+    score: float
+    terms: Dict[str, float]
+    confidence: float
+    boxes: List[List[float]]
+    classes: List[int]
+    scores: List[float]
+
+
+def image_root_of(images: Sequence[ScoredImage]) -> str:
+    """The deepest directory holding every image: JSON file names are relative to it."""
+    if not images:
+        return ""
+    return os.path.commonpath([os.path.dirname(os.path.abspath(image.file_name)) for image in images])
+
+
+def build_pseudo_label_json(
+    images: Sequence[ScoredImage], class_names: Sequence[str], *, keep_empty: bool, info: Mapping[str, Any]
+) -> Dict[str, Any]:
+    """COCO-style dict of the selected ``images`` (best first): boxes as xywh, category ids 1..K.
+
+    Images without pseudo labels are dropped unless ``keep_empty``. ``info`` is copied into the
+    file's info block together with the image root and the counts.
+    """
+    kept = [image for image in images if image.boxes or keep_empty]
+    root = image_root_of(kept)
+    coco_images, annotations = [], []
+    for number, image in enumerate(kept, start=1):
+        coco_images.append(
+            {
+                "id": number,
+                "file_name": os.path.relpath(os.path.abspath(image.file_name), root),
+                "height": int(image.height),
+                "width": int(image.width),
+                "source_image_id": image.image_id,
+                "image_score": float(image.score),
+            }
+        )
+        for (x0, y0, x1, y1), cls, score in zip(image.boxes, image.classes, image.scores):
+            if not 0 <= cls < len(class_names):
+                raise ValueError(
+                    "image %r has a detection of class %r, but there are %d classes" % (image.image_id, cls, len(class_names))
+                )
+            width, height = float(x1) - float(x0), float(y1) - float(y0)
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": number,
+                    "category_id": int(cls) + 1,
+                    "bbox": [float(x0), float(y0), width, height],
+                    "area": width * height,
+                    "iscrowd": 0,
+                    "score": float(score),
+                }
+            )
+    full_info = dict(info)
+    full_info.update(
+        image_root=root,
+        num_images=len(coco_images),
+        num_annotations=len(annotations),
+        num_dropped_empty=len(images) - len(kept),
+    )
+    categories = [{"id": index + 1, "name": name} for index, name in enumerate(class_names)]
+    return {"info": full_info, "images": coco_images, "annotations": annotations, "categories": categories}
+
+
+def score_table(images: Sequence[ScoredImage], ranks: Sequence[int], selected: Sequence[bool]) -> Tuple[List[str], List[list]]:
+    """Header and rows of the per-image CSV: id, file, score, rank (1 = best), selected, terms."""
+    layers = list(images[0].terms) if images else []
+    header = ["image_id", "file_name", "score", "rank", "selected", "confidence", "num_pseudo_labels"]
+    header += ["term:%s" % layer for layer in layers]
+    rows = []
+    for image, rank, chosen in zip(images, ranks, selected):
+        if list(image.terms) != layers:
+            raise ValueError("image %r has per-layer terms for %s, expected %s" % (image.image_id, list(image.terms), layers))
+        row = [image.image_id, image.file_name, repr(float(image.score)), int(rank), int(bool(chosen))]
+        row += [repr(float(image.confidence)), len(image.boxes)]
+        rows.append(row + [repr(float(image.terms[layer])) for layer in layers])
+    return header, rows
+
+
+def write_json(path: str, payload: Mapping[str, Any]) -> None:
+    with atomic_write(path) as f:
+        json.dump(payload, f, indent=1)
+
+
+def write_csv(path: str, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    with atomic_write(path, newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def load_pseudo_labels(path: str) -> Dict[str, Any]:
+    """Read a pseudo-label file back, refusing one that lacks the COCO keys or the image root."""
+    try:
+        with open(path) as f:
+            payload = json.load(f)
+    except json.JSONDecodeError as error:
+        raise ValueError("%s is not valid JSON: %s" % (path, error)) from error
+    missing = [key for key in REQUIRED_KEYS if key not in payload]
+    if missing:
+        raise ValueError("%s is not a pseudo-label file: it lacks %s" % (path, ", ".join(missing)))
+    if "image_root" not in payload["info"]:
+        raise ValueError("%s has no info.image_root: image file names cannot be resolved" % path)
+    return payload
+
+
+def register_pseudo_labels(name: str, json_file: str, class_names: Sequence[str]) -> int:
+    """(Re-)register ``json_file`` as dataset ``name``; return how many images it holds.
+
+    Refuses a file whose categories are not 1..K in ``class_names`` order, since the labelled
+    set's contiguous class ids would then disagree with the pseudo labels'.
+    """
+    payload = load_pseudo_labels(json_file)
+    categories = sorted(payload["categories"], key=lambda category: category["id"])
+    found = [(category["id"], category["name"]) for category in categories]
+    expected = [(index + 1, class_name) for index, class_name in enumerate(class_names)]
+    if found != expected:
+        raise ValueError("%s has categories %s, but the labelled set's classes are %s" % (json_file, found, expected))
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+    if name in MetadataCatalog.list():
+        MetadataCatalog.remove(name)
+    register_coco_instances(name, {"thing_classes": list(class_names)}, os.path.abspath(json_file), payload["info"]["image_root"])
+    return len(payload["images"])

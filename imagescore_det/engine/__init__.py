@@ -1,0 +1,24 @@
+"""Detectron2 side of the method: scoring over a dataset, the swap hook and the trainer (SPEC §2)."""
+from imagescore_det.utils.detectron2_import import require_detectron2
+
+require_detectron2()
+
+from ..data import voc as _voc  # noqa: E402,F401  (only registration: synthetic datasets)
+from .hooks import PseudoLabelSwapHook  # noqa: E402
+from .scoring import build_reference, score_images, score_unlabelled  # noqa: E402
+from .selection import output_paths, write_selection  # noqa: E402
+from .selection_quality import compare_strategies, format_table, select_by_strategy  # noqa: E402
+from .trainer import ImageScoreTrainer  # noqa: E402
+
+__all__ = [
+    "ImageScoreTrainer",
+    "PseudoLabelSwapHook",
+    "build_reference",
+    "score_images",
+    "score_unlabelled",
+    "output_paths",
+    "write_selection",
+    "compare_strategies",
+    "format_table",
+    "select_by_strategy",
+]

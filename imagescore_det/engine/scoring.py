@@ -1,0 +1,159 @@
+"""Score a dataset with a Detectron2 model: a reference pass over the labelled set, then one pass
+over the unlabelled set that yields both the image scores and the pseudo labels (SPEC §2 steps 2-5).
+
+Each pass uses Detectron2's test loader (one image per batch, so a score never depends on its
+batch) with the model in eval mode under ``torch.inference_mode``; activations live only as long
+as their batch. In a multi-process run the loader shards images by rank, reference sums are
+combined across ranks and the scored images are gathered on the main process.
+"""
+import logging
+import time
+from datetime import timedelta
+from typing import Callable, List, Sequence, Tuple
+
+import torch
+
+from imagescore_det.utils.detectron2_import import require_detectron2
+
+require_detectron2()
+
+from detectron2.data import build_detection_test_loader  # noqa: E402
+from detectron2.utils import comm  # noqa: E402
+from detectron2.utils.logger import log_every_n_seconds  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel  # noqa: E402
+
+from ..data.pseudo_labels import ScoredImage  # noqa: E402
+from ..scoring import Reference, ReferenceBuilder  # noqa: E402
+
+__all__ = ["unwrap_model", "run_recorded", "build_reference", "score_images", "score_unlabelled", "check_unique_ids"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between two progress lines of a pass.
+PROGRESS_PERIOD_S = 10
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a DistributedDataParallel wrapper (scoring runs each rank's copy alone)."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def run_recorded(model, data_loader, *, grid: int, description: str, handle: Callable) -> None:
+    """Run ``model`` in eval mode over ``data_loader``, calling ``handle(inputs, outputs, acts)`` per batch.
+
+    ``model`` must have a recording backbone (``MODEL.BACKBONE.NAME: build_imagescore_backbone``).
+    The model's train/eval mode is restored afterwards, even after an error.
+    """
+    model = unwrap_model(model)
+    if not hasattr(model.backbone, "recorder"):
+        raise ValueError(
+            "the model's backbone %s cannot record activations: set MODEL.BACKBONE.NAME to "
+            "build_imagescore_backbone and the real backbone in IMAGESCORE.WRAPPED_BACKBONE" % type(model.backbone).__name__
+        )
+    recorder = model.backbone.recorder(grid)
+    total, start = len(data_loader), time.perf_counter()
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for done, inputs in enumerate(data_loader, start=1):
+                recorder.set_image_sizes([tuple(x["image"].shape[-2:]) for x in inputs])
+                with recorder:
+                    outputs = model(inputs)
+                handle(inputs, outputs, recorder.pop())
+                elapsed = time.perf_counter() - start
+                eta = timedelta(seconds=int(elapsed / done * (total - done)))
+                log_every_n_seconds(logging.INFO, "%s: %d/%d batches, ETA %s" % (description, done, total, eta), n=PROGRESS_PERIOD_S)
+    finally:
+        model.train(was_training)
+    logger.info("%s: %d batches in %.1f s", description, total, time.perf_counter() - start)
+
+
+def build_reference(model, data_loader, *, grid: int, threshold_ratio: float, threshold_stat: str, description: str) -> Reference:
+    """Stream the labelled set into one :class:`Reference`; every rank returns the same one."""
+    def new_builder():
+        return ReferenceBuilder(threshold_ratio, threshold_stat, grid=grid, model=description)
+
+    builder = new_builder()
+    run_recorded(
+        model, data_loader, grid=grid, description="Reference pass",
+        handle=lambda inputs, outputs, acts: builder.update(acts, [x["image_id"] for x in inputs]),
+    )
+    # Shards travel through comm.all_gather (a gloo group, so the CPU sums need no NCCL) and every
+    # rank merges them in rank order: all ranks hold bit-identical sums.
+    total = new_builder()
+    for shard in comm.all_gather(builder):
+        total.merge(shard)
+    return total.finalize()
+
+
+def score_images(
+    model, data_loader, reference: Reference, *, grid: int, formula: str, pseudo_score_thresh: float
+) -> List[ScoredImage]:
+    """This rank's images with their score, per-layer terms, mean confidence and pseudo labels."""
+    images: List[ScoredImage] = []
+
+    def handle(inputs, outputs, acts):
+        ids = [x["image_id"] for x in inputs]
+        terms = reference.layer_terms(acts, formula, ids)
+        for row, (record, output) in enumerate(zip(inputs, outputs)):
+            instances = output["instances"].to("cpu")
+            keep = instances.scores >= pseudo_score_thresh
+            image_terms = {layer: float(term[row]) for layer, term in terms.items()}
+            images.append(
+                ScoredImage(
+                    image_id=record["image_id"],
+                    file_name=record["file_name"],
+                    height=int(record["height"]),
+                    width=int(record["width"]),
+                    score=float(sum(image_terms.values())),
+                    terms=image_terms,
+                    confidence=float(instances.scores.mean()) if len(instances) else 0.0,
+                    boxes=instances.pred_boxes.tensor[keep].tolist(),
+                    classes=instances.pred_classes[keep].tolist(),
+                    scores=instances.scores[keep].tolist(),
+                )
+            )
+
+    run_recorded(model, data_loader, grid=grid, description="Scoring pass", handle=handle)
+    return images
+
+
+def score_unlabelled(cfg, model, *, description: str) -> Tuple[Reference, List[ScoredImage]]:
+    """Reference from ``IMAGESCORE.LABELLED_DATASETS``, then score ``IMAGESCORE.UNLABELLED_DATASETS``.
+
+    Returns the reference and, on the main process, every scored image in dataset order
+    (other ranks get an empty list). ``description`` names the model in the reference.
+    """
+    settings = cfg.IMAGESCORE
+    reference = build_reference(
+        model,
+        build_detection_test_loader(cfg, list(settings.LABELLED_DATASETS)),
+        grid=settings.GRID,
+        threshold_ratio=settings.THRESHOLD_RATIO,
+        threshold_stat=settings.THRESHOLD_STAT,
+        description=description,
+    )
+    logger.info("Built the reference from %d images of %s", reference.metadata["num_images"], ", ".join(settings.LABELLED_DATASETS))
+    shard = score_images(
+        model,
+        build_detection_test_loader(cfg, list(settings.UNLABELLED_DATASETS)),
+        reference,
+        grid=settings.GRID,
+        formula=settings.FORMULA,
+        pseudo_score_thresh=settings.PSEUDO_SCORE_THRESH,
+    )
+    images = [image for part in comm.gather(shard) for image in part]
+    if comm.is_main_process():
+        logger.info("Scored %d images of %s (formula %r)", len(images), ", ".join(settings.UNLABELLED_DATASETS), settings.FORMULA)
+        check_unique_ids(images)
+    return reference, images
+
+
+def check_unique_ids(images: Sequence[ScoredImage]) -> None:
+    """Selection breaks ties by image id, so ids must name images uniquely across the unlabelled sets."""
+    seen = set()
+    for image in images:
+        if image.image_id in seen:
+            raise ValueError("image id %r occurs twice in IMAGESCORE.UNLABELLED_DATASETS (%s)" % (image.image_id, image.file_name))
+        seen.add(image.image_id)

@@ -1,0 +1,108 @@
+"""Keep the best-scoring images and write what a swap produces (SPEC §2 steps 4-6).
+
+One function serves the training hook and ``tools/score_voc.py``: it ranks the scored images,
+keeps the top ``IMAGESCORE.SELECT_FRACTION`` (ceil of the fraction, ties by image id), and writes
+the reference, the pseudo-label JSON, the per-image CSV and the score histogram, each atomically.
+Call it on the main process only.
+"""
+import datetime
+import logging
+import os
+from typing import Dict, Mapping, Optional, Sequence
+
+import numpy as np
+
+from imagescore_det.utils.detectron2_import import require_detectron2
+
+require_detectron2()
+
+from detectron2.data import MetadataCatalog  # noqa: E402
+
+from ..data.pseudo_labels import ScoredImage, build_pseudo_label_json, score_table, write_csv, write_json  # noqa: E402
+from ..reports.detection import plot_score_histogram  # noqa: E402
+from ..scoring import Reference, count_to_keep, rank_by_score  # noqa: E402
+
+__all__ = ["output_paths", "labelled_class_names", "write_selection"]
+
+logger = logging.getLogger(__name__)
+
+
+def output_paths(cfg, output_dir: Optional[str] = None) -> Dict[str, str]:
+    """Where a swap writes: the IMAGESCORE.*_FILE settings, relative ones inside ``output_dir``
+    (default ``cfg.OUTPUT_DIR``); the histogram goes beside the CSV."""
+    root = output_dir or cfg.OUTPUT_DIR
+
+    def resolve(path: str) -> str:
+        return path if os.path.isabs(path) else os.path.join(root, path)
+
+    scores = resolve(cfg.IMAGESCORE.SCORES_FILE)
+    return {
+        "reference": resolve(cfg.IMAGESCORE.REFERENCE_FILE),
+        "pseudo_labels": resolve(cfg.IMAGESCORE.PSEUDO_LABEL_FILE),
+        "scores": scores,
+        "histogram": os.path.splitext(scores)[0] + "_histogram.png",
+    }
+
+
+def labelled_class_names(cfg) -> Sequence[str]:
+    """Class names of the labelled set, in contiguous-id order: the pseudo labels' categories 1..K."""
+    return MetadataCatalog.get(cfg.IMAGESCORE.LABELLED_DATASETS[0]).thing_classes
+
+
+def write_selection(
+    cfg, reference: Reference, images: Sequence[ScoredImage], *, model_info: Mapping, output_dir: Optional[str] = None
+) -> Dict[str, object]:
+    """Select the top fraction of ``images`` by score and write the four files; return paths and counts."""
+    settings = cfg.IMAGESCORE
+    if not images:
+        raise ValueError("IMAGESCORE.UNLABELLED_DATASETS %s holds no images to score" % (list(settings.UNLABELLED_DATASETS),))
+    paths = output_paths(cfg, output_dir)
+    order = rank_by_score([image.score for image in images], [image.image_id for image in images])
+    selected_indices = order[: count_to_keep(settings.SELECT_FRACTION, len(images))]
+    ranks = np.empty(len(images), dtype=np.int64)
+    ranks[order] = np.arange(1, len(images) + 1)
+    selected = np.zeros(len(images), dtype=bool)
+    selected[selected_indices] = True
+
+    info = {
+        "description": "imagescore_det pseudo labels: top fraction of the unlabelled set by image score",
+        "labelled_datasets": list(settings.LABELLED_DATASETS),
+        "unlabelled_datasets": list(settings.UNLABELLED_DATASETS),
+        "reference_file": os.path.abspath(paths["reference"]),
+        "select_fraction": settings.SELECT_FRACTION,
+        "selection_rule": "ceil(fraction x scored images) on the decimal fraction; ties by ascending image id",
+        "num_scored": len(images),
+        "num_selected": int(selected.sum()),
+        "formula": settings.FORMULA,
+        "grid": settings.GRID,
+        "threshold_ratio": settings.THRESHOLD_RATIO,
+        "threshold_stat": settings.THRESHOLD_STAT,
+        "pseudo_score_thresh": settings.PSEUDO_SCORE_THRESH,
+        "keep_empty": settings.KEEP_EMPTY,
+        "model": dict(model_info),
+        "date_created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    payload = build_pseudo_label_json(
+        [images[i] for i in selected_indices], labelled_class_names(cfg), keep_empty=settings.KEEP_EMPTY, info=info
+    )
+    reference.save(paths["reference"])
+    write_json(paths["pseudo_labels"], payload)
+    write_csv(paths["scores"], *score_table(images, ranks, selected))
+    plot_score_histogram(
+        [image.score for image in images], selected, paths["histogram"],
+        title="Image scores of %s (%d kept of %d)" % (", ".join(settings.UNLABELLED_DATASETS), selected.sum(), len(images)),
+    )
+    logger.info(
+        "Kept %d of %d scored images (top %g, ceil); %d of them have pseudo labels at confidence >= %g "
+        "(%d boxes); wrote %s, %s, %s, %s",
+        selected.sum(), len(images), settings.SELECT_FRACTION, payload["info"]["num_images"],
+        settings.PSEUDO_SCORE_THRESH, payload["info"]["num_annotations"],
+        paths["reference"], paths["pseudo_labels"], paths["scores"], paths["histogram"],
+    )
+    return {
+        "num_scored": len(images),
+        "num_selected": int(selected.sum()),
+        "num_pseudo_labelled_images": payload["info"]["num_images"],
+        "num_pseudo_labels": payload["info"]["num_annotations"],
+        **paths,
+    }

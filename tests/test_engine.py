@@ -1,0 +1,203 @@
+"""The whole detection pipeline on tiny synthetic data with real Detectron2, on CPU.
+
+One short demo training (8 iterations, swap at 4) is shared by the tests that read its outputs;
+resuming, the standalone scoring tool and a two-process scoring run each add a few seconds.
+"""
+import importlib.util
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("detectron2")
+pytestmark = pytest.mark.detectron2
+
+from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
+from detectron2.config import get_cfg  # noqa: E402
+from detectron2.engine import default_argument_parser, launch  # noqa: E402
+from detectron2.modeling import build_model  # noqa: E402
+from detectron2.utils import comm  # noqa: E402
+from pycocotools.coco import COCO  # noqa: E402
+
+from imagescore_det import add_imagescore_config  # noqa: E402
+from imagescore_det.data.synthetic import generate_synthetic_voc  # noqa: E402
+from imagescore_det.data.voc import register_synthetic_voc, synthetic_root  # noqa: E402
+from imagescore_det.engine import ImageScoreTrainer, score_unlabelled  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_DATA = {"num_labelled": 6, "num_unlabelled": 10, "num_test": 4}
+# The demo config made cheaper; a threshold of 0 makes even an 8-iteration model pseudo-label something.
+TINY_OPTS = [
+    "IMAGESCORE.VGG.WIDTH_DIVISOR", "8", "MODEL.ROI_BOX_HEAD.FC_DIM", "32",
+    "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MIN_SIZE_TEST", "128", "SOLVER.IMS_PER_BATCH", "2",
+    "IMAGESCORE.PSEUDO_SCORE_THRESH", "0.0", "TEST.DETECTIONS_PER_IMAGE", "5",
+    "SOLVER.WARMUP_ITERS", "2", "SOLVER.CHECKPOINT_PERIOD", "100",
+]
+
+
+def load_tool(name):
+    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "tools", name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+train_net = load_tool("train_net")
+score_voc = load_tool("score_voc")
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    """Tiny synthetic VOC set under a temporary DETECTRON2_DATASETS; the default registration is restored after."""
+    root = str(tmp_path_factory.mktemp("datasets"))
+    generate_synthetic_voc(synthetic_root(root), seed=0, **TINY_DATA)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DETECTRON2_DATASETS", root)
+        yield root
+    register_synthetic_voc(synthetic_root())
+
+
+def train_args(output_dir, max_iter, *extra):
+    opts = TINY_OPTS + ["SOLVER.MAX_ITER", str(max_iter), "IMAGESCORE.SWAP_ITER", "4", "OUTPUT_DIR", str(output_dir)]
+    return default_argument_parser().parse_args(["--config-file", os.path.join(REPO, "configs", "demo_ssl.yaml"), *extra, *opts])
+
+
+@pytest.fixture(scope="module")
+def demo_run(data_root, tmp_path_factory):
+    """tools/train_net.py's main(): 8 iterations, swap at 4; returns its output folder."""
+    output_dir = tmp_path_factory.mktemp("demo_run")
+    train_net.main(train_args(output_dir, 8))
+    return str(output_dir)
+
+
+def test_training_swaps_at_iteration_4_and_logs_each_step(demo_run):
+    with open(os.path.join(demo_run, "log.txt")) as f:
+        log = f.read()
+    assert "Built the reference from 6 images of synthetic_voc_2007_trainval" in log
+    assert "Scored 10 images of synthetic_voc_2012_trainval" in log
+    assert "Kept 3 of 10 scored images (top 0.3, ceil)" in log
+    assert (
+        "Swapped the training loader at iteration 4: it now reads "
+        "synthetic_voc_2007_trainval + imagescore_pseudo_labels (3 pseudo-labelled images)"
+    ) in log
+    assert re.search(r"AP50 on synthetic_voc_2007_test before the swap \(iteration 4\): \d", log)
+    assert re.search(r"AP50 on synthetic_voc_2007_test at the end \(iteration 8\): \d", log)
+
+    coco = COCO(os.path.join(demo_run, "pseudo_labels.json"))
+    assert len(coco.getImgIds()) == 3 and len(coco.getAnnIds()) > 0
+    info = coco.dataset["info"]
+    assert info["num_scored"] == 10 and info["select_fraction"] == 0.3 and info["model"]["iteration"] == 4
+    assert info["reference_file"] == os.path.join(demo_run, "imagescore_reference.pt")
+    assert [c["name"] for c in coco.dataset["categories"]][:2] == ["red_square", "green_circle"]
+    for image in coco.dataset["images"]:
+        assert os.path.isfile(os.path.join(info["image_root"], image["file_name"]))
+    with open(os.path.join(demo_run, "image_scores.csv")) as f:
+        rows = f.read().splitlines()
+    assert len(rows) == 11 and sum(line.split(",")[4] == "1" for line in rows[1:]) == 3
+    with open(os.path.join(demo_run, "image_scores_histogram.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resume_after_the_swap_trains_on_pseudo_labels_without_scoring(data_root, tmp_path):
+    first = ImageScoreTrainer(train_net.setup(train_args(tmp_path, 6)))
+    first.resume_or_load(resume=False)
+    first.train()  # swaps after iteration 4; model_final.pth (iteration 5) records the swap
+    assert first.swap_hook.scoring_runs == 1
+    json_file = os.path.join(tmp_path, "pseudo_labels.json")
+    with open(json_file) as f:
+        written = f.read()
+
+    resumed = ImageScoreTrainer(train_net.setup(train_args(tmp_path, 8, "--resume")))
+    resumed.resume_or_load(resume=True)
+    assert resumed.start_iter == 6 and resumed.swap_hook.swap_iter == 4
+    resumed.train()
+    assert resumed.swap_hook.scoring_runs == 0
+    with open(json_file) as f:
+        assert f.read() == written
+    # The rebuilt loader serves the pseudo-labelled (VOC2012) images as well as the labelled ones.
+    seen = [record["file_name"] for _, batch in zip(range(12), resumed.data_loader) for record in batch]
+    selected = {image["file_name"] for image in json.loads(written)["images"]}
+    assert any(os.path.basename(name) in selected for name in seen)
+    assert any("VOC2007" in name for name in seen)
+
+
+def test_score_voc_keeps_ceil_of_30_percent_and_compares_strategies(demo_run, tmp_path, capsys):
+    out = str(tmp_path / "scored")
+    result = score_voc.main(["--config-file", os.path.join(REPO, "configs", "demo_ssl.yaml"),
+                             "--weights", os.path.join(demo_run, "model_final.pth"), "--output-dir", out, *TINY_OPTS])
+    assert result["written"]["num_selected"] == 3  # ceil(0.3 x 10) on the decimal value: 3, not 4
+    assert COCO(os.path.join(out, "pseudo_labels.json")).dataset["info"]["num_selected"] == 3
+    for name in ("image_scores.csv", "image_scores_histogram.png", "imagescore_reference.pt", "selection_quality.md"):
+        assert os.path.getsize(os.path.join(out, name)) > 0
+    assert [row["strategy"] for row in result["table"]] == ["image_score", "confidence", "random", "all"]
+    assert all(row["images"] == 3 for row in result["table"][:3]) and result["table"][3]["images"] == 10
+    printed = capsys.readouterr().out
+    assert "Kept 3 of 10 scored images" in printed and "| image_score | 3 |" in printed
+
+
+def test_score_voc_help_documents_every_flag(capsys):
+    with pytest.raises(SystemExit):
+        score_voc.parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for usage in ("--config-file FILE training config", "--weights FILE detector checkpoint", "--output-dir DIR where the files go",
+                  "--seed SEED seed of the random strategy", "opts config overrides", "-h, --help show this help"):
+        assert usage in text, usage
+
+
+def tiny_cfg(weights):
+    cfg = get_cfg()
+    add_imagescore_config(cfg)
+    cfg.merge_from_file(os.path.join(REPO, "configs", "demo_ssl.yaml"))
+    cfg.merge_from_list(TINY_OPTS + ["MODEL.WEIGHTS", weights])
+    return cfg
+
+
+def scoring_worker(weights, data_root, result_path):
+    """One rank of a multi-process scoring run: rank 0 saves what it gathered."""
+    os.environ["DETECTRON2_DATASETS"] = data_root
+    register_synthetic_voc(synthetic_root(data_root))
+    cfg = tiny_cfg(weights)
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(weights)
+    reference, images = score_unlabelled(cfg, model, description="test")
+    if comm.is_main_process():
+        torch.save({"mean": reference.mean, "images": [vars(image) for image in images]}, result_path)
+
+
+def test_two_processes_score_like_one(demo_run, data_root, tmp_path):
+    weights = os.path.join(demo_run, "model_final.pth")
+    result_path = str(tmp_path / "two_ranks.pt")
+    # A file rendezvous: no TCP port for concurrent jobs on the machine to race for.
+    launch(scoring_worker, 2, dist_url="file://" + str(tmp_path / "rendezvous"), args=(weights, data_root, result_path))
+    two = torch.load(result_path, weights_only=False)
+
+    cfg = tiny_cfg(weights)
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(weights)
+    reference, one = score_unlabelled(cfg, model, description="test")
+    assert [image["image_id"] for image in two["images"]] == [image.image_id for image in one]
+    for name, mean in reference.mean.items():
+        assert torch.allclose(two["mean"][name], mean, rtol=0, atol=1e-9)
+    np.testing.assert_allclose([image["score"] for image in two["images"]], [image.score for image in one], rtol=0, atol=1e-9)
+    assert [image["boxes"] for image in two["images"]] == [image.boxes for image in one]
+
+
+@pytest.mark.parametrize(
+    "filename, backbone, labelled, swap_iter, max_iter",
+    [
+        ("voc_ssl.yaml", "build_vgg16_backbone", "voc_2007_trainval", 60000, 70000),
+        ("voc_ssl_R50.yaml", "build_resnet_backbone", "voc_2007_trainval", 60000, 70000),
+        ("demo_ssl.yaml", "build_vgg16_backbone", "synthetic_voc_2007_trainval", 600, 900),
+    ],
+)
+def test_configs_load_with_the_paper_settings(filename, backbone, labelled, swap_iter, max_iter):
+    cfg = get_cfg()
+    add_imagescore_config(cfg)
+    cfg.merge_from_file(os.path.join(REPO, "configs", filename))
+    assert cfg.MODEL.BACKBONE.NAME == "build_imagescore_backbone" and cfg.IMAGESCORE.WRAPPED_BACKBONE == backbone
+    assert cfg.IMAGESCORE.LABELLED_DATASETS == (labelled,) and cfg.DATASETS.TRAIN == (labelled,)
+    assert (cfg.IMAGESCORE.SWAP_ITER, cfg.SOLVER.MAX_ITER, cfg.IMAGESCORE.SELECT_FRACTION) == (swap_iter, max_iter, 0.3)
+    assert cfg.MODEL.WEIGHTS == ""  # nothing is downloaded

@@ -1,0 +1,126 @@
+#!/usr/bin/env python
+"""Score the unlabelled set with a trained detector and compare selection strategies.
+
+Builds the reference from IMAGESCORE.LABELLED_DATASETS, scores IMAGESCORE.UNLABELLED_DATASETS, keeps
+the top IMAGESCORE.SELECT_FRACTION by image score (ceil of the fraction, ties by image id), and writes
+the reference, the pseudo-label JSON, the per-image CSV and a score histogram PNG, exactly as the
+training hook does at the swap. Where the unlabelled set has ground truth (VOC2012 and the synthetic
+set do), it then compares three ways of keeping the same number of images -- image score, mean
+detection confidence (the paper's softmax baseline) and random -- by the precision and recall of
+their pseudo labels (same class, IoU >= 0.5) and the share of kept images whose pseudo labels are all
+correct (over kept images with at least one pseudo label), and writes that table as CSV and Markdown.
+
+Example, after the demo run:
+    python tools/score_voc.py --config-file configs/demo_ssl.yaml --weights output/demo_ssl/model_final.pth
+"""
+import argparse
+import csv
+import logging
+import os
+
+from imagescore_det.utils.detectron2_import import require_detectron2
+
+require_detectron2()
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog
+from detectron2.modeling import build_model
+from detectron2.utils.logger import setup_logger
+
+from imagescore_det import add_imagescore_config
+from imagescore_det.data.voc import ensure_synthetic_data
+from imagescore_det.engine import compare_strategies, format_table, score_unlabelled, write_selection
+from imagescore_det.engine.selection_quality import ground_truth_from_dicts
+from imagescore_det.utils.io import atomic_write
+
+logger = logging.getLogger("imagescore_det")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-file", required=True, metavar="FILE", help="training config, e.g. configs/demo_ssl.yaml")
+    parser.add_argument(
+        "--weights", default=None, metavar="FILE",
+        help="detector checkpoint to score with (default: MODEL.WEIGHTS if set, else OUTPUT_DIR/model_final.pth)",
+    )
+    parser.add_argument(
+        "--output-dir", default=None, metavar="DIR",
+        help="where the files go; the IMAGESCORE.*_FILE names resolve inside it (default: OUTPUT_DIR/score_voc)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random strategy's draw (default: 0)")
+    parser.add_argument(
+        "opts", nargs=argparse.REMAINDER, default=[],
+        help="config overrides as KEY VALUE pairs at the end, e.g. IMAGESCORE.SELECT_FRACTION 0.2 MODEL.DEVICE cuda",
+    )
+    return parser.parse_args(argv)
+
+
+def setup(args):
+    cfg = get_cfg()
+    add_imagescore_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.freeze()
+    setup_logger(name="detectron2")
+    setup_logger(name="imagescore_det")
+    return cfg
+
+
+def weights_of(cfg, requested):
+    path = requested if requested is not None else (cfg.MODEL.WEIGHTS or os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
+    if not os.path.isfile(path):
+        raise ValueError("no detector checkpoint at %r: pass --weights, set MODEL.WEIGHTS, or train first" % path)
+    return path
+
+
+def write_table(rows, output_dir):
+    """The strategy comparison as CSV and Markdown beside the other outputs; returns both paths."""
+    csv_path, md_path = os.path.join(output_dir, "selection_quality.csv"), os.path.join(output_dir, "selection_quality.md")
+    with atomic_write(csv_path, newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with atomic_write(md_path) as f:
+        f.write(format_table(rows) + "\n")
+    return csv_path, md_path
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = setup(args)
+    ensure_synthetic_data(list(cfg.IMAGESCORE.LABELLED_DATASETS) + list(cfg.IMAGESCORE.UNLABELLED_DATASETS))
+    weights = weights_of(cfg, args.weights)
+    output_dir = args.output_dir or os.path.join(cfg.OUTPUT_DIR, "score_voc")
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(weights)
+
+    reference, images = score_unlabelled(cfg, model, description="%s from %s" % (cfg.MODEL.META_ARCHITECTURE, weights))
+    written = write_selection(cfg, reference, images, model_info={"weights": os.path.abspath(weights)}, output_dir=output_dir)
+    scored, fraction = written["num_scored"], cfg.IMAGESCORE.SELECT_FRACTION
+    print(
+        "Kept %d of %d scored images (ceil(%g x %d)); %d of them have pseudo labels"
+        % (written["num_selected"], scored, fraction, scored, written["num_pseudo_labelled_images"])
+    )
+    truth = ground_truth_from_dicts([d for name in cfg.IMAGESCORE.UNLABELLED_DATASETS for d in DatasetCatalog.get(name)])
+    result = {"written": written, "table": None}
+    if any(len(classes) for _, classes in truth.values()):
+        rows = compare_strategies(images, truth, cfg.IMAGESCORE.SELECT_FRACTION, seed=args.seed)
+        paths = write_table(rows, output_dir)
+        print(
+            "Pseudo labels at confidence >= %g vs ground truth (same class, IoU >= 0.5); all_correct_share is over "
+            "kept images with at least one pseudo label, 'empty' counts kept images without any:"
+            % cfg.IMAGESCORE.PSEUDO_SCORE_THRESH
+        )
+        print(format_table(rows))
+        print("Wrote %s and %s" % paths)
+        result["table"] = rows
+    else:
+        print("The unlabelled set has no ground-truth boxes: no strategy comparison")
+    for key in ("reference", "pseudo_labels", "scores", "histogram"):
+        print("%-14s %s" % (key, written[key]))
+    return result
+
+
+if __name__ == "__main__":
+    main()

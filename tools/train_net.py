@@ -1,0 +1,100 @@
+#!/usr/bin/env python
+"""Train Faster R-CNN, swap in image-score pseudo labels at IMAGESCORE.SWAP_ITER, train on, evaluate.
+
+Detectron2's train_net shape: ``setup`` builds the config, ``main`` builds the trainer, ``launch``
+runs it on ``--num-gpus`` processes. The synthetic demo data is generated first if a config names it
+and it is missing. Example (the demo, CPU)::
+
+    python tools/train_net.py --config-file configs/demo_ssl.yaml
+    python tools/train_net.py --config-file configs/demo_ssl.yaml --resume        # continue a run
+    python tools/train_net.py --config-file configs/demo_ssl.yaml --eval-only MODEL.WEIGHTS output/demo_ssl/model_final.pth
+"""
+import logging
+
+from imagescore_det.utils.detectron2_import import require_detectron2
+
+require_detectron2()
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.evaluation.testing import flatten_results_dict
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from imagescore_det import add_imagescore_config
+from imagescore_det.data.voc import ensure_synthetic_data
+from imagescore_det.engine import ImageScoreTrainer, output_paths
+
+logger = logging.getLogger("imagescore_det")
+
+
+def setup(args):
+    """Config from Detectron2's defaults + IMAGESCORE keys + the file + command-line opts."""
+    cfg = get_cfg()
+    add_imagescore_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    cfg.freeze()
+    default_setup(cfg, args)
+    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="imagescore_det")
+    return cfg
+
+
+def prepare_data(cfg) -> None:
+    """Generate the synthetic set if the config uses it and it is missing (main process first)."""
+    names = list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
+    names += list(cfg.IMAGESCORE.LABELLED_DATASETS) + list(cfg.IMAGESCORE.UNLABELLED_DATASETS)
+    if comm.is_main_process():
+        ensure_synthetic_data(names)
+    comm.synchronize()
+    if not comm.is_main_process():
+        ensure_synthetic_data(names)  # finds the set the main process made, and registers it
+
+
+def ap50(flat_results):
+    """AP50 from flattened evaluation results (the first test set's, if there are several), or None."""
+    return next((value for key, value in flat_results.items() if key.endswith("bbox/AP50")), None)
+
+
+def report(cfg, trainer) -> None:
+    """Log AP50 before the first swap and at the end, and where the files went."""
+    hook = trainer.swap_hook
+    test_sets = ", ".join(cfg.DATASETS.TEST)
+    for done, results in list(hook.evaluations.items())[:1]:
+        logger.info("AP50 on %s before the swap (iteration %d): %.2f", test_sets, done, ap50(flatten_results_dict(results)))
+    final = ap50(trainer.storage.latest())
+    if final is not None:
+        logger.info("AP50 on %s at the end (iteration %d): %.2f", test_sets, trainer.max_iter, final[0])
+    if hook.swap_iter >= 0:
+        files = output_paths(cfg)
+        logger.info(
+            "Pseudo labels: %s; scores: %s; histogram: %s; reference: %s",
+            files["pseudo_labels"], files["scores"], files["histogram"], files["reference"],
+        )
+    logger.info("Checkpoints, metrics.json and the log are in %s", cfg.OUTPUT_DIR)
+
+
+def main(args):
+    cfg = setup(args)
+    prepare_data(cfg)
+    if args.eval_only:
+        model = ImageScoreTrainer.build_model(cfg)
+        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        return ImageScoreTrainer.test(cfg, model)
+    trainer = ImageScoreTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    results = trainer.train()
+    if comm.is_main_process():
+        report(cfg, trainer)
+    return results
+
+
+def invoke_main() -> None:
+    args = default_argument_parser().parse_args()
+    print("Command Line Args:", args)
+    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
+
+
+if __name__ == "__main__":
+    invoke_main()
