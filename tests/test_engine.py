@@ -7,25 +7,23 @@ import importlib.util
 import json
 import os
 import re
+import sys
 
-import numpy as np
 import pytest
 import torch
 
 pytest.importorskip("detectron2")
 pytestmark = pytest.mark.detectron2
 
-from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.config import get_cfg  # noqa: E402
-from detectron2.engine import default_argument_parser, launch  # noqa: E402
-from detectron2.modeling import build_model  # noqa: E402
-from detectron2.utils import comm  # noqa: E402
+from detectron2.engine import default_argument_parser  # noqa: E402
 from pycocotools.coco import COCO  # noqa: E402
 
 from imagescore_det import add_imagescore_config  # noqa: E402
 from imagescore_det.data.synthetic import generate_synthetic_voc  # noqa: E402
 from imagescore_det.data.voc import register_synthetic_voc, synthetic_root  # noqa: E402
-from imagescore_det.engine import ImageScoreTrainer, score_unlabelled  # noqa: E402
+from imagescore_det.engine import ImageScoreTrainer  # noqa: E402
+from imagescore_det.scoring import Reference  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_DATA = {"num_labelled": 6, "num_unlabelled": 10, "num_test": 4}
@@ -39,8 +37,10 @@ TINY_OPTS = [
 
 
 def load_tool(name):
+    """Import tools/<name>.py as module ``name``; registered in sys.modules so that launch() can pickle its main."""
     spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "tools", name + ".py"))
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -124,10 +124,14 @@ def test_resume_after_the_swap_trains_on_pseudo_labels_without_scoring(data_root
     assert any("VOC2007" in name for name in seen)
 
 
+def score_voc_argv(demo_run, output_dir, *extra):
+    return ["--config-file", os.path.join(REPO, "configs", "demo_ssl.yaml"), "--weights", os.path.join(demo_run, "model_final.pth"),
+            "--output-dir", str(output_dir), *extra, *TINY_OPTS]
+
+
 def test_score_voc_keeps_ceil_of_30_percent_and_compares_strategies(demo_run, tmp_path, capsys):
     out = str(tmp_path / "scored")
-    result = score_voc.main(["--config-file", os.path.join(REPO, "configs", "demo_ssl.yaml"),
-                             "--weights", os.path.join(demo_run, "model_final.pth"), "--output-dir", out, *TINY_OPTS])
+    result = score_voc.main(score_voc.parse_args(score_voc_argv(demo_run, out)))
     assert result["written"]["num_selected"] == 3  # ceil(0.3 x 10) on the decimal value: 3, not 4
     assert COCO(os.path.join(out, "pseudo_labels.json")).dataset["info"]["num_selected"] == 3
     for name in ("image_scores.csv", "image_scores_histogram.png", "imagescore_reference.pt", "selection_quality.md"):
@@ -147,42 +151,30 @@ def test_score_voc_help_documents_every_flag(capsys):
         assert usage in text, usage
 
 
-def tiny_cfg(weights):
-    cfg = get_cfg()
-    add_imagescore_config(cfg)
-    cfg.merge_from_file(os.path.join(REPO, "configs", "demo_ssl.yaml"))
-    cfg.merge_from_list(TINY_OPTS + ["MODEL.WEIGHTS", weights])
-    return cfg
-
-
-def scoring_worker(weights, data_root, result_path):
-    """One rank of a multi-process scoring run: rank 0 saves what it gathered."""
-    os.environ["DETECTRON2_DATASETS"] = data_root
-    register_synthetic_voc(synthetic_root(data_root))
-    cfg = tiny_cfg(weights)
-    model = build_model(cfg)
-    DetectionCheckpointer(model).load(weights)
-    reference, images = score_unlabelled(cfg, model, description="test")
-    if comm.is_main_process():
-        torch.save({"mean": reference.mean, "images": [vars(image) for image in images]}, result_path)
-
-
-def test_two_processes_score_like_one(demo_run, data_root, tmp_path):
-    weights = os.path.join(demo_run, "model_final.pth")
-    result_path = str(tmp_path / "two_ranks.pt")
+def test_two_processes_score_select_and_write_like_one(demo_run, tmp_path, monkeypatch):
+    """tools/score_voc.py through Detectron2's launch (gloo on CPU): same scores, selection and JSON."""
+    monkeypatch.syspath_prepend(os.path.join(REPO, "tools"))  # the spawned ranks import the tool by name
+    one, two = tmp_path / "one", tmp_path / "two"
+    score_voc.main(score_voc.parse_args(score_voc_argv(demo_run, one)))
     # A file rendezvous: no TCP port for concurrent jobs on the machine to race for.
-    launch(scoring_worker, 2, dist_url="file://" + str(tmp_path / "rendezvous"), args=(weights, data_root, result_path))
-    two = torch.load(result_path, weights_only=False)
+    score_voc.invoke_main(score_voc_argv(demo_run, two, "--num-gpus", "2", "--dist-url", "file://" + str(tmp_path / "rendezvous")))
 
-    cfg = tiny_cfg(weights)
-    model = build_model(cfg)
-    DetectionCheckpointer(model).load(weights)
-    reference, one = score_unlabelled(cfg, model, description="test")
-    assert [image["image_id"] for image in two["images"]] == [image.image_id for image in one]
-    for name, mean in reference.mean.items():
-        assert torch.allclose(two["mean"][name], mean, rtol=0, atol=1e-9)
-    np.testing.assert_allclose([image["score"] for image in two["images"]], [image.score for image in one], rtol=0, atol=1e-9)
-    assert [image["boxes"] for image in two["images"]] == [image.boxes for image in one]
+    with open(one / "image_scores.csv") as a, open(two / "image_scores.csv") as b:
+        assert a.read() == b.read()  # ids, files, scores, per-layer terms, ranks, selection: bit for bit
+
+    def without_run_details(path):
+        with open(path) as f:
+            payload = json.load(f)
+        for key in ("date_created", "reference_file"):
+            payload["info"].pop(key)
+        return payload
+
+    assert without_run_details(one / "pseudo_labels.json") == without_run_details(two / "pseudo_labels.json")
+    reference_one, reference_two = Reference.load(str(one / "imagescore_reference.pt")), Reference.load(str(two / "imagescore_reference.pt"))
+    assert reference_two.metadata["num_images"] == reference_one.metadata["num_images"] == TINY_DATA["num_labelled"]
+    for name, mean in reference_one.mean.items():
+        assert torch.allclose(reference_two.mean[name], mean, rtol=0, atol=1e-12)
+        assert torch.equal(reference_two.masks.get(name, torch.tensor([])), reference_one.masks.get(name, torch.tensor([])))
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,14 @@ detection confidence (the paper's softmax baseline) and random -- by the precisi
 their pseudo labels (same class, IoU >= 0.5) and the share of kept images whose pseudo labels are all
 correct (over kept images with at least one pseudo label), and writes that table as CSV and Markdown.
 
+With ``--num-gpus N`` (Detectron2's ``launch``: N processes, on GPUs where there are, else CPU with
+gloo) each process scores its shard of the images, the reference sums are combined across processes,
+the scored images are gathered, and the main process writes the files; the result equals a
+one-process run.
+
 Example, after the demo run:
     python tools/score_voc.py --config-file configs/demo_ssl.yaml --weights output/demo_ssl/model_final.pth
+    python tools/score_voc.py --config-file configs/demo_ssl.yaml --num-gpus 2     # two processes
 """
 import argparse
 import csv
@@ -25,11 +31,13 @@ require_detectron2()
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
+from detectron2.engine import launch
 from detectron2.modeling import build_model
+from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from imagescore_det import add_imagescore_config
-from imagescore_det.data.voc import ensure_synthetic_data
+from imagescore_det.data.voc import prepare_synthetic_data
 from imagescore_det.engine import compare_strategies, format_table, score_unlabelled, write_selection
 from imagescore_det.engine.selection_quality import ground_truth_from_dicts
 from imagescore_det.utils.io import atomic_write
@@ -49,6 +57,13 @@ def parse_args(argv=None):
         help="where the files go; the IMAGESCORE.*_FILE names resolve inside it (default: OUTPUT_DIR/score_voc)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random strategy's draw (default: 0)")
+    parser.add_argument("--num-gpus", type=int, default=1, help="processes per machine, as in Detectron2's train_net (CPU: gloo)")
+    parser.add_argument("--num-machines", type=int, default=1, help="total number of machines")
+    parser.add_argument("--machine-rank", type=int, default=0, help="the rank of this machine (unique per machine)")
+    parser.add_argument(
+        "--dist-url", default="auto",
+        help="initialization URL for torch.distributed (default: auto = a free port on 127.0.0.1; file:///path also works)",
+    )
     parser.add_argument(
         "opts", nargs=argparse.REMAINDER, default=[],
         help="config overrides as KEY VALUE pairs at the end, e.g. IMAGESCORE.SELECT_FRACTION 0.2 MODEL.DEVICE cuda",
@@ -62,8 +77,8 @@ def setup(args):
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
     cfg.freeze()
-    setup_logger(name="detectron2")
-    setup_logger(name="imagescore_det")
+    setup_logger(name="detectron2", distributed_rank=comm.get_rank())
+    setup_logger(name="imagescore_det", distributed_rank=comm.get_rank())
     return cfg
 
 
@@ -86,16 +101,23 @@ def write_table(rows, output_dir):
     return csv_path, md_path
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def main(args):
+    """Score on every process; write and compare on the main one. Returns its result (None elsewhere)."""
     cfg = setup(args)
-    ensure_synthetic_data(list(cfg.IMAGESCORE.LABELLED_DATASETS) + list(cfg.IMAGESCORE.UNLABELLED_DATASETS))
+    prepare_synthetic_data(list(cfg.IMAGESCORE.LABELLED_DATASETS) + list(cfg.IMAGESCORE.UNLABELLED_DATASETS))
     weights = weights_of(cfg, args.weights)
     output_dir = args.output_dir or os.path.join(cfg.OUTPUT_DIR, "score_voc")
     model = build_model(cfg)
     DetectionCheckpointer(model).load(weights)
 
     reference, images = score_unlabelled(cfg, model, description="%s from %s" % (cfg.MODEL.META_ARCHITECTURE, weights))
+    result = report(cfg, args, reference, images, weights, output_dir) if comm.is_main_process() else None
+    comm.synchronize()
+    return result
+
+
+def report(cfg, args, reference, images, weights, output_dir):
+    """Write the selection, and compare the strategies where the unlabelled set has ground truth."""
     written = write_selection(cfg, reference, images, model_info={"weights": os.path.abspath(weights)}, output_dir=output_dir)
     scored, fraction = written["num_scored"], cfg.IMAGESCORE.SELECT_FRACTION
     print(
@@ -122,5 +144,10 @@ def main(argv=None):
     return result
 
 
+def invoke_main(argv=None) -> None:
+    args = parse_args(argv)
+    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
+
+
 if __name__ == "__main__":
-    main()
+    invoke_main()

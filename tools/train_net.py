@@ -23,7 +23,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from imagescore_det import add_imagescore_config
-from imagescore_det.data.voc import ensure_synthetic_data
+from imagescore_det.data.voc import prepare_synthetic_data
 from imagescore_det.engine import ImageScoreTrainer, output_paths
 
 logger = logging.getLogger("imagescore_det")
@@ -39,17 +39,6 @@ def setup(args):
     default_setup(cfg, args)
     setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="imagescore_det")
     return cfg
-
-
-def prepare_data(cfg) -> None:
-    """Generate the synthetic set if the config uses it and it is missing (main process first)."""
-    names = list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
-    names += list(cfg.IMAGESCORE.LABELLED_DATASETS) + list(cfg.IMAGESCORE.UNLABELLED_DATASETS)
-    if comm.is_main_process():
-        ensure_synthetic_data(names)
-    comm.synchronize()
-    if not comm.is_main_process():
-        ensure_synthetic_data(names)  # finds the set the main process made, and registers it
 
 
 def ap50(flat_results):
@@ -77,7 +66,10 @@ def report(cfg, trainer) -> None:
 
 def main(args):
     cfg = setup(args)
-    prepare_data(cfg)
+    prepare_synthetic_data(
+        list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
+        + list(cfg.IMAGESCORE.LABELLED_DATASETS) + list(cfg.IMAGESCORE.UNLABELLED_DATASETS)
+    )
     if args.eval_only:
         model = ImageScoreTrainer.build_model(cfg)
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)

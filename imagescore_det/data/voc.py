@@ -22,10 +22,11 @@ require_detectron2()
 
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from detectron2.data.datasets import register_pascal_voc  # noqa: E402
+from detectron2.utils import comm  # noqa: E402
 
 from .synthetic import MANIFEST_NAME, SYNTHETIC_CLASSES, ensure_synthetic_voc  # noqa: E402
 
-__all__ = ["SYNTHETIC_DATASETS", "SYNTHETIC_SIZES", "datasets_root", "synthetic_root", "register_synthetic_voc", "ensure_synthetic_data"]
+__all__ = ["SYNTHETIC_DATASETS", "SYNTHETIC_SIZES", "datasets_root", "synthetic_root", "register_synthetic_voc", "ensure_synthetic_data", "prepare_synthetic_data"]
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,16 @@ def ensure_synthetic_data(dataset_names: Iterable[str], directory: Optional[str]
         ensure_synthetic_voc(directory, **SYNTHETIC_SIZES)
     register_synthetic_voc(directory)
     return True
+
+
+def prepare_synthetic_data(dataset_names: Iterable[str]) -> None:
+    """:func:`ensure_synthetic_data` in a multi-process run: the main process generates, the others wait."""
+    names = list(dataset_names)
+    if comm.is_main_process():
+        ensure_synthetic_data(names)
+    comm.synchronize()
+    if not comm.is_main_process():
+        ensure_synthetic_data(names)  # finds the set the main process made
 
 
 register_synthetic_voc(synthetic_root())
