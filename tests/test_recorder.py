@@ -3,7 +3,9 @@ import pytest
 import torch
 from torch import nn
 
-from imagescore_det.scoring import ActivationRecorder, ReferenceBuilder, recordable_layers
+import torch.nn.functional as F
+
+from imagescore_det.scoring import ActivationRecorder, ReferenceBuilder, adaptive_average_pool, recordable_layers
 
 
 def padding_neutral_net():
@@ -126,3 +128,9 @@ def test_image_sizes_must_match_the_batch():
     net = padding_neutral_net()
     with pytest.raises(ValueError, match="2 sizes but layer '1' saw a batch of 3"):
         record(net, torch.rand(3, 3, 16, 16), [(16, 16), (8, 8)])
+
+
+@pytest.mark.parametrize("height, width, grid", [(150, 150, 8), (75, 38, 8), (6, 7, 8), (1, 1, 8), (9, 20, 3), (16, 16, 4)])
+def test_pooling_equals_adaptive_average_pooling(height, width, grid):
+    activation = torch.rand(2, 5, height, width, generator=torch.Generator().manual_seed(height * width))
+    assert torch.allclose(adaptive_average_pool(activation, grid), F.adaptive_avg_pool2d(activation, grid), rtol=1e-5, atol=1e-6)

@@ -1,6 +1,6 @@
 """The image score: pure PyTorch + NumPy, no Detectron2 (SPEC §1 and §6)."""
 from . import constants
-from .recorder import ActivationRecorder, recordable_layers
+from .recorder import ActivationRecorder, adaptive_average_pool, recordable_layers
 from .reference import Reference, ReferenceBuilder
 from .select import count_to_keep, rank_by_score, select_per_class, select_top_fraction
 
@@ -8,6 +8,7 @@ __all__ = [
     "constants",
     "ActivationRecorder",
     "recordable_layers",
+    "adaptive_average_pool",
     "Reference",
     "ReferenceBuilder",
     "count_to_keep",

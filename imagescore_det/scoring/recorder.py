@@ -6,19 +6,42 @@ the real image sizes, the recorder crops each activation to the image's own regi
 before pooling it to ``grid x grid``, so that padding never reaches a score.
 """
 import difflib
+import functools
 import math
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ActivationRecorder", "recordable_layers"]
+__all__ = ["ActivationRecorder", "recordable_layers", "adaptive_average_pool"]
 
 
 def recordable_layers(model: nn.Module) -> List[str]:
     """Qualified names of ``model``'s modules, in registration order: what ``layers`` accepts."""
     return [name for name, _ in model.named_modules() if name]
+
+
+@functools.lru_cache(maxsize=256)
+def _pooling_matrix(size: int, grid: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """[grid, size] averaging weights with adaptive pooling's windows [floor(i*size/grid), ceil((i+1)*size/grid))."""
+    matrix = torch.zeros(grid, size, dtype=torch.float64)
+    for i in range(grid):
+        start, stop = (i * size) // grid, -(-(i + 1) * size // grid)
+        matrix[i, start:stop] = 1.0 / (stop - start)
+    return matrix.to(dtype=dtype, device=device)
+
+
+def adaptive_average_pool(activation: torch.Tensor, grid: int) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d(activation, grid)`` computed as two small matrix products.
+
+    Adaptive average pooling is separable, so pooling rows and then columns with fixed averaging
+    matrices gives the same numbers (to float rounding) about twice as fast on large CPU maps,
+    which keeps recording cheap next to the convolutions that produced the map.
+    """
+    height, width = activation.shape[-2:]
+    rows = _pooling_matrix(height, grid, activation.dtype, activation.device)
+    columns = _pooling_matrix(width, grid, activation.dtype, activation.device)
+    return torch.matmul(torch.matmul(rows, activation), columns.t())
 
 
 class ActivationRecorder:
@@ -126,10 +149,10 @@ class ActivationRecorder:
             return output.clone()
         regions = self._valid_regions(name, output)
         if regions is None:
-            return F.adaptive_avg_pool2d(output, self.grid) if self.grid else output.clone()
+            return adaptive_average_pool(output, self.grid) if self.grid else output.clone()
         crops = [output[i : i + 1, :, :h, :w] for i, (h, w) in enumerate(regions)]
         if self.grid:
-            return torch.cat([F.adaptive_avg_pool2d(crop, self.grid) for crop in crops])
+            return torch.cat([adaptive_average_pool(crop, self.grid) for crop in crops])
         if len(set(regions)) != 1:
             raise ValueError(
                 "grid=0 keeps native sizes and needs images of one size, but layer %r holds images of "
