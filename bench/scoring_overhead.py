@@ -24,12 +24,11 @@ from imagescore_det.utils.detectron2_import import require_detectron2
 
 require_detectron2()
 
-from detectron2.config import get_cfg  # noqa: E402
 from detectron2.data.transforms import ResizeShortestEdge  # noqa: E402
 from detectron2.modeling import build_backbone  # noqa: E402
 from detectron2.structures import ImageList  # noqa: E402
 
-from imagescore_det import add_imagescore_config  # noqa: E402
+from imagescore_det import build_config  # noqa: E402
 from imagescore_det.scoring import ReferenceBuilder  # noqa: E402
 
 CONFIGS = {
@@ -40,10 +39,7 @@ PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "coins", "hubble_deep_fiel
 
 
 def load_backbone(name: str):
-    cfg = get_cfg()
-    add_imagescore_config(cfg)
-    cfg.merge_from_file(CONFIGS[name])
-    cfg.MODEL.DEVICE = "cpu"
+    cfg = build_config(CONFIGS[name], ["MODEL.DEVICE", "cpu"])
     torch.manual_seed(0)
     return cfg, build_backbone(cfg).eval()
 

@@ -13,6 +13,6 @@ __version__ = "0.1.0"
 if detectron2_available():
     from . import modeling as _  # only registration: backbones
     from .data import voc as _voc  # only registration: the synthetic VOC-format datasets
-    from .config import add_imagescore_config
+    from .config import add_imagescore_config, build_config
 
-    __all__.append("add_imagescore_config")
+    __all__ += ["add_imagescore_config", "build_config"]

@@ -5,10 +5,11 @@ from imagescore_det.utils.detectron2_import import require_detectron2
 require_detectron2()
 
 from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg
 
 from imagescore_det.scoring import constants
 
-__all__ = ["add_imagescore_config"]
+__all__ = ["add_imagescore_config", "build_config"]
 
 
 def add_imagescore_config(cfg: CN) -> None:
@@ -67,3 +68,14 @@ def add_imagescore_config(cfg: CN) -> None:
     _C.IMAGESCORE.SCORES_FILE = "image_scores.csv"
     # Name under which the pseudo-labelled dataset is registered in DatasetCatalog.
     _C.IMAGESCORE.PSEUDO_DATASET_NAME = "imagescore_pseudo_labels"
+
+
+def build_config(config_file: str, opts=(), *, freeze: bool = True) -> CN:
+    """Detectron2's defaults + the IMAGESCORE keys + ``config_file`` + ``KEY VALUE`` ``opts``: what every tool loads."""
+    cfg = get_cfg()
+    add_imagescore_config(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    if freeze:
+        cfg.freeze()
+    return cfg

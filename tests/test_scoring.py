@@ -71,28 +71,27 @@ def test_scores_do_not_depend_on_batch_size_or_composition():
     assert torch.equal(reference.score(take(acts, shuffled)), whole[shuffled])
 
 
+def assert_same_reference(first, second, probe):
+    """Equal mean maps (to float64 rounding), identical masks, equal scores of ``probe``."""
+    assert first.metadata["num_images"] == second.metadata["num_images"]
+    for name in first.mean:
+        assert torch.allclose(first.mean[name], second.mean[name], rtol=0, atol=1e-12)
+        assert torch.equal(first.masks[name], second.masks[name])
+    assert torch.allclose(first.score(probe), second.score(probe), rtol=0, atol=1e-12)
+
+
 def test_reference_does_not_depend_on_image_order():
     acts = random_acts(40, seed=4)
-    probe = random_acts(10, seed=5)
     reversed_order = take(acts, torch.arange(39, -1, -1))
-    in_order, reversed_reference = build(acts), build(reversed_order)
-    for name in acts:
-        assert torch.allclose(in_order.mean[name], reversed_reference.mean[name], rtol=0, atol=1e-12)
-        assert torch.equal(in_order.masks[name], reversed_reference.masks[name])
-    assert torch.allclose(in_order.score(probe), reversed_reference.score(probe), rtol=0, atol=1e-12)
+    assert_same_reference(build(acts), build(reversed_order), probe=random_acts(10, seed=5))
 
 
 def test_shards_merged_equal_one_build():
     acts = random_acts(30, seed=6)
-    probe = random_acts(8, seed=7)
-    at_once = build(acts)
     shards = [ReferenceBuilder().update(take(acts, slice(start, start + 10))) for start in (0, 10, 20)]
     merged = shards[0].merge(shards[1]).merge(shards[2]).finalize()
     assert merged.metadata["num_images"] == 30
-    for name in acts:
-        assert torch.allclose(merged.mean[name], at_once.mean[name], rtol=0, atol=1e-12)
-        assert torch.equal(merged.masks[name], at_once.masks[name])
-    assert torch.allclose(merged.score(probe), at_once.score(probe), rtol=0, atol=1e-12)
+    assert_same_reference(merged, build(acts), probe=random_acts(8, seed=7))
 
 
 def test_raising_a_masked_unit_never_lowers_the_score():

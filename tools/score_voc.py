@@ -24,19 +24,22 @@ import csv
 import logging
 import os
 
+# oneDNN (PyTorch on CPU) caches a primitive per input shape, and detection images all differ in
+# shape, so an uncapped cache grows with every image scored (bench/reference_memory.py measures it).
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "0")
+
 from imagescore_det.utils.detectron2_import import require_detectron2
 
 require_detectron2()
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
 from detectron2.engine import launch
 from detectron2.modeling import build_model
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from imagescore_det import add_imagescore_config
+from imagescore_det import build_config
 from imagescore_det.data.voc import prepare_synthetic_data
 from imagescore_det.engine import compare_strategies, format_table, score_unlabelled, write_selection
 from imagescore_det.engine.selection_quality import ground_truth_from_dicts
@@ -72,11 +75,7 @@ def parse_args(argv=None):
 
 
 def setup(args):
-    cfg = get_cfg()
-    add_imagescore_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.freeze()
+    cfg = build_config(args.config_file, args.opts)
     setup_logger(name="detectron2", distributed_rank=comm.get_rank())
     setup_logger(name="imagescore_det", distributed_rank=comm.get_rank())
     return cfg

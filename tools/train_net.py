@@ -16,13 +16,12 @@ from imagescore_det.utils.detectron2_import import require_detectron2
 require_detectron2()
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.evaluation.testing import flatten_results_dict
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from imagescore_det import add_imagescore_config
+from imagescore_det import build_config
 from imagescore_det.data.voc import prepare_synthetic_data
 from imagescore_det.engine import ImageScoreTrainer, output_paths
 
@@ -31,11 +30,7 @@ logger = logging.getLogger("imagescore_det")
 
 def setup(args):
     """Config from Detectron2's defaults + IMAGESCORE keys + the file + command-line opts."""
-    cfg = get_cfg()
-    add_imagescore_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.freeze()
+    cfg = build_config(args.config_file, args.opts)
     default_setup(cfg, args)
     setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="imagescore_det")
     return cfg
