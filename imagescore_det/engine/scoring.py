@@ -71,20 +71,14 @@ def run_recorded(model, data_loader, *, grid: int, description: str, handle: Cal
 
 def build_reference(model, data_loader, *, grid: int, threshold_ratio: float, threshold_stat: str, description: str) -> Reference:
     """Stream the labelled set into one :class:`Reference`; every rank returns the same one."""
-    def new_builder():
-        return ReferenceBuilder(threshold_ratio, threshold_stat, grid=grid, model=description)
-
-    builder = new_builder()
+    builder = ReferenceBuilder(threshold_ratio, threshold_stat, grid=grid, model=description)
     run_recorded(
         model, data_loader, grid=grid, description="Reference pass",
         handle=lambda inputs, outputs, acts: builder.update(acts, [x["image_id"] for x in inputs]),
     )
-    # Shards travel through comm.all_gather (a gloo group, so the CPU sums need no NCCL) and every
-    # rank merges them in rank order: all ranks hold bit-identical sums.
-    total = new_builder()
-    for shard in comm.all_gather(builder):
-        total.merge(shard)
-    return total.finalize()
+    if comm.get_world_size() > 1:
+        builder.all_reduce()  # merged in rank order: every rank holds bit-identical sums
+    return builder.finalize()
 
 
 def score_images(

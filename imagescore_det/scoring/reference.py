@@ -118,26 +118,24 @@ class ReferenceBuilder:
         return self
 
     def all_reduce(self, group=None) -> "ReferenceBuilder":
-        """Sum every process's shard in place with ``torch.distributed``, so all ranks hold the total.
+        """Combine every process's shard in place with ``torch.distributed``, so all ranks hold the total.
 
-        Ranks that saw no image take their layer shapes from the others.
+        Shards are gathered as objects and merged in rank order: any backend works (gloo on CPU,
+        NCCL on GPU) and every rank ends with bit-identical sums. Ranks that saw no image take
+        their layer shapes from the others.
         """
         import torch.distributed as dist
 
         if not (dist.is_available() and dist.is_initialized()):
             raise RuntimeError("all_reduce needs an initialised torch.distributed process group")
-        gathered: List = [None] * dist.get_world_size(group)
-        dist.all_gather_object(gathered, self._shapes, group=group)
-        for shapes in gathered:
-            if shapes is not None:
-                self._adopt_shapes(shapes)
-        if self._shapes is None:
+        shards: List = [None] * dist.get_world_size(group)
+        dist.all_gather_object(shards, self, group=group)
+        total = ReferenceBuilder(self.threshold_ratio, self.threshold_stat, grid=self.grid, model=self.model)
+        for shard in shards:
+            total.merge(shard)
+        if total._shapes is None:
             raise ValueError("no process saw any image: the reference set is empty")
-        count = torch.tensor([self.num_images], dtype=torch.float64)
-        dist.all_reduce(count, group=group)
-        for name in self._shapes:
-            dist.all_reduce(self._sums[name], group=group)
-        self.num_images = int(count.item())
+        self._shapes, self._sums, self.num_images = total._shapes, total._sums, total.num_images
         return self
 
     def finalize(self) -> "Reference":
