@@ -8,8 +8,12 @@ import torch.nn.functional as F
 from imagescore_det.scoring import ActivationRecorder, ReferenceBuilder, adaptive_average_pool, recordable_layers
 
 
-def padding_neutral_net():
-    """Bias-free convolutions with ReLU: zero padding stays zero, so a crop of a padded batch is exact."""
+def padding_neutral_net(dtype=torch.float32):
+    """Bias-free convolutions with ReLU: zero padding stays zero, so a crop of a padded batch is exact.
+
+    Stride 2 after the first layer keeps border pixels out of the last valid row and column of a
+    stride-aligned image, which stride-1 stacks like VGG16's do not.
+    """
     torch.manual_seed(0)
     return nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1, bias=False),
@@ -18,7 +22,7 @@ def padding_neutral_net():
         nn.ReLU(),
         nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False),
         nn.ReLU(),
-    ).eval()
+    ).to(dtype).eval()
 
 
 LAYERS = ["1", "3", "5"]
@@ -36,28 +40,30 @@ def pad_batch(images):
     """Pad at bottom and right to a common size, as Detectron2's ImageList does."""
     height = max(image.shape[1] for image in images)
     width = max(image.shape[2] for image in images)
-    batch = torch.zeros(len(images), 3, height, width)
+    batch = torch.zeros(len(images), 3, height, width, dtype=images[0].dtype)
     for index, image in enumerate(images):
         batch[index, :, : image.shape[1], : image.shape[2]] = image
     return batch, [tuple(image.shape[1:]) for image in images]
 
 
 def test_image_scores_the_same_alone_in_a_batch_and_padded():
-    net = padding_neutral_net()
+    """In float64 both paths agree to ~1e-15 on any CPU, so scores must be equal, not merely close;
+    only a correct crop of each padded activation to its image's region gets there."""
+    net = padding_neutral_net(torch.float64)
     generator = torch.Generator().manual_seed(1)
     sizes = [(32, 48), (64, 32), (40, 40), (24, 56)]
-    images = [torch.rand(3, h, w, generator=generator) for h, w in sizes]
+    images = [torch.rand(3, h, w, generator=generator, dtype=torch.float64) for h, w in sizes]
     alone = [record(net, image.unsqueeze(0)) for image in images]
     batch, image_sizes = pad_batch(images)
     padded = record(net, batch, image_sizes)
     reference = ReferenceBuilder(grid=4).update(padded).finalize()
     for index, acts in enumerate(alone):
         for layer in LAYERS:
-            assert torch.allclose(acts[layer][0], padded[layer][index], atol=1e-5), (index, layer)
+            assert torch.allclose(acts[layer][0], padded[layer][index], rtol=0, atol=1e-12), (index, layer)
     alone_scores = torch.cat([reference.score(acts) for acts in alone])
     assert torch.equal(alone_scores, reference.score(padded))
     # a larger canvas (more padding) changes nothing either
-    bigger = torch.zeros(4, 3, 96, 96)
+    bigger = torch.zeros(4, 3, 96, 96, dtype=torch.float64)
     bigger[:, :, : batch.shape[2], : batch.shape[3]] = batch
     assert torch.equal(reference.score(record(net, bigger, image_sizes)), alone_scores)
 

@@ -143,8 +143,11 @@ class ActivationRecorder:
         return hook
 
     def _per_image(self, name: str, output: torch.Tensor) -> torch.Tensor:
-        """Crop away batch padding and pool to the grid; copy so later in-place ops cannot alter it."""
-        output = output.float()
+        """Crop away batch padding and pool to the grid; copy so later in-place ops cannot alter it.
+
+        Float64 stays float64 (exactness checks run there); every other dtype is recorded as float32.
+        """
+        output = output if output.dtype == torch.float64 else output.float()
         if output.dim() != 4:
             return output.clone()
         regions = self._valid_regions(name, output)
