@@ -147,6 +147,15 @@ def test_load_rejects_foreign_and_future_files(tmp_path):
     torch.save({"model": {}}, foreign)
     with pytest.raises(ValueError, match="weights.pt"):
         Reference.load(str(foreign))
+    pickled_object = tmp_path / "object.pt"
+    torch.save({"metadata": {}, "mean": {}, "object": ReferenceBuilder()}, pickled_object)
+    with pytest.raises(ValueError, match="object.pt is not a reference file") as refused:
+        Reference.load(str(pickled_object))
+    assert "weights_only=False" not in str(refused.value) and refused.value.__cause__ is None
+    text = tmp_path / "notes.pt"
+    text.write_text("not a tensor file")
+    with pytest.raises(ValueError, match="notes.pt is not a reference file"):
+        Reference.load(str(text))
     reference = build(random_acts(3, seed=12))
     future = tmp_path / "future.pt"
     torch.save({"metadata": dict(reference.metadata, format_version=99), "mean": reference.mean}, future)

@@ -5,6 +5,7 @@ None, Python's own way to block an import), so it holds whether or not Detectron
 """
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -36,3 +37,26 @@ def test_detectron2_parts_raise_one_import_error_with_the_guide(module):
     assert result.returncode != 0
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("ImportError:") and INSTALL_GUIDE in last_line
+
+
+TOOLS = sorted(path.name for path in (Path(__file__).resolve().parent.parent / "tools").glob("*.py"))
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_every_tool_help_works_without_detectron2(tool):
+    """A new user's first command: --help exits 0 and, for tools that need Detectron2, says so and how to get it."""
+    path = Path(__file__).resolve().parent.parent / "tools" / tool
+    result = run_without_detectron2(
+        "import runpy; sys.argv = [%r, '--help']; runpy.run_path(%r, run_name='__main__')" % (str(path), str(path))
+    )
+    assert result.returncode == 0, result.stderr
+    assert "usage:" in result.stdout or "needs Detectron2" in result.stdout
+    if "needs Detectron2" in result.stdout:
+        assert "tools/setup_env.sh" in result.stdout and INSTALL_GUIDE in result.stdout
+
+
+def test_tools_that_need_detectron2_say_so_without_help():
+    path = Path(__file__).resolve().parent.parent / "tools" / "train_net.py"
+    result = run_without_detectron2("import runpy; sys.argv = [%r]; runpy.run_path(%r, run_name='__main__')" % (str(path), str(path)))
+    assert result.returncode != 0
+    assert "ImportError" in result.stderr and "tools/setup_env.sh" in result.stderr

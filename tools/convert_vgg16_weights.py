@@ -8,7 +8,11 @@ DetectionCheckpointer matches by name suffix, as Detectron2's convert-torchvisio
 
 import argparse
 
-from imagescore_det.modeling.weights import convert_vgg16_file
+from imagescore_det.utils.detectron2_import import require_detectron2_or_help
+
+require_detectron2_or_help(__doc__)
+
+from imagescore_det.modeling.weights import convert_vgg16_file  # noqa: E402
 
 USAGE_NOTE = """
 The weights expect torchvision's input: set in the config (Base-VGG16.yaml already does)

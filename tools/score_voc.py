@@ -28,9 +28,9 @@ import os
 # shape, so an uncapped cache grows with every image scored (bench/reference_memory.py measures it).
 os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "0")
 
-from imagescore_det.utils.detectron2_import import require_detectron2
+from imagescore_det.utils.detectron2_import import require_detectron2_or_help
 
-require_detectron2()
+require_detectron2_or_help(__doc__)
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog

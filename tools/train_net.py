@@ -11,9 +11,9 @@ and it is missing. Example (the demo, CPU)::
 """
 import logging
 
-from imagescore_det.utils.detectron2_import import require_detectron2
+from imagescore_det.utils.detectron2_import import require_detectron2_or_help
 
-require_detectron2()
+require_detectron2_or_help(__doc__)
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser, default_setup, launch

@@ -264,7 +264,12 @@ class Reference:
         except FileNotFoundError:
             raise
         except Exception as error:
-            raise ValueError("%s is not a reference file written by Reference.save: %s" % (path, error)) from error
+            # torch's own message advises weights_only=False, which would run the file's code: a
+            # reference never needs that, so say only what the file is not.
+            raise ValueError(
+                "%s is not a reference file written by Reference.save (torch.load with weights_only=True "
+                "refused it: %s)" % (path, type(error).__name__)
+            ) from None
         if not isinstance(payload, dict) or not {"metadata", "mean"} <= set(payload):
             raise ValueError("%s is not a reference file written by Reference.save (no metadata/mean)" % path)
         metadata = payload["metadata"]
