@@ -1,7 +1,7 @@
 """imagescore_det: image-score selection for semi-supervised detection (a Detectron2 plugin).
 
 Detectron2 is not listed in install_requires: it is published on no package registry.
-Install it from source following https://detectron2.readthedocs.io/en/latest/tutorials/install.html;
+Install it with tools/setup_env.sh (a wheel from $DETECTRON2_WHEEL, or its official source at a pinned commit);
 the scoring core and the classification mode work without it.
 """
 from setuptools import find_packages, setup
