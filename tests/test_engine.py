@@ -81,8 +81,12 @@ def test_training_swaps_at_iteration_4_and_logs_each_step(demo_run):
     assert "Kept 3 of 10 scored images (top 0.3, ceil)" in log
     assert (
         "Swapped the training loader at iteration 4: it now reads "
-        "synthetic_voc_2007_trainval + imagescore_pseudo_labels (3 pseudo-labelled images)"
+        "synthetic_voc_2007_trainval + imagescore_pseudo_labels (3 pseudo-labelled images, zipped, PSEUDO_RATIO 1)"
     ) in log
+    with open(os.path.join(demo_run, "metrics.json")) as f:
+        metrics = [json.loads(line) for line in f if '"iteration"' in line]
+    after_swap = [m for m in metrics if m["iteration"] >= 4 and "loss_cls" in m]
+    assert after_swap and all("loss_pseudo_cls" in m for m in after_swap)  # pseudo images in every batch
     assert re.search(r"AP50 on synthetic_voc_2007_test before the swap \(iteration 4\): \d", log)
     assert re.search(r"AP50 on synthetic_voc_2007_test at the end \(iteration 8\): \d", log)
 
