@@ -72,7 +72,7 @@ def add_imagescore_config(cfg: CN) -> None:
     _C.IMAGESCORE.PSEUDO_TRAINING.REG_WEIGHT = 1.0
     # Total loss = labelled losses + LAMBDA_U x weighted pseudo-labelled losses (logged as loss_pseudo_*).
     _C.IMAGESCORE.PSEUDO_TRAINING.LAMBDA_U = 1.0
-    # Random brightness/contrast/saturation/lighting on pseudo-labelled images only (geometry as labelled).
+    # Random brightness/contrast/saturation on pseudo-labelled images only (geometry as labelled).
     _C.IMAGESCORE.PSEUDO_TRAINING.STRONG_AUGMENTATION = False
 
     # ---- The image score (SPEC §1).

@@ -23,17 +23,14 @@ __all__ = ["PseudoLabelDatasetMapper", "strong_augmentations"]
 
 
 def strong_augmentations() -> List[T.Augmentation]:
-    """Photometric only, so pseudo boxes stay where the geometric transforms put them.
+    """Photometric only, so pseudo boxes stay where the geometric transforms put them: ±40 %
+    brightness, contrast and saturation, the colour-jitter ranges of Unbiased Teacher's strong view.
 
-    Ranges follow Detectron2's colour-jitter examples (±40 % brightness, contrast and saturation;
-    AlexNet-style PCA lighting with std 0.1 in 0-255 units scaled by Detectron2's default).
+    Detectron2's RandomLighting is left out: its eigenvalues are for 0-1 images and shift 0-255
+    pixels by well under one grey level. RandomSaturation's grey weights assume RGB; on BGR input
+    (the R50 configs) it still jitters saturation, with blue and red weights swapped.
     """
-    return [
-        T.RandomBrightness(0.6, 1.4),
-        T.RandomContrast(0.6, 1.4),
-        T.RandomSaturation(0.6, 1.4),
-        T.RandomLighting(0.1),
-    ]
+    return [T.RandomBrightness(0.6, 1.4), T.RandomContrast(0.6, 1.4), T.RandomSaturation(0.6, 1.4)]
 
 
 class PseudoLabelDatasetMapper(DatasetMapper):
