@@ -11,7 +11,7 @@ pytestmark = pytest.mark.detectron2
 
 from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
-from detectron2.structures import Boxes, BoxMode, Instances  # noqa: E402
+from detectron2.structures import Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
 from PIL import Image  # noqa: E402
 from test_modeling import detectron2_voc_cfg, slim_vgg_cfg  # noqa: E402
