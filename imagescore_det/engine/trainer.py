@@ -40,7 +40,10 @@ class MixedTrainLoader:
     """Each batch: the labelled loader's next batch followed by the pseudo-labelled loader's next batch.
 
     Both loaders are Detectron2's infinite train loaders (per-process batches), so labelled images
-    keep exactly the stream and the share of updates they have without pseudo labels.
+    keep their share of updates, and, when the labelled loader goes on from before the swap, the
+    same images in the same order as without pseudo labels (TrainingSampler has its own generator).
+    Their random augmentations may differ: with DATALOADER.NUM_WORKERS 0 both mappers draw from
+    NumPy's global generator.
     """
 
     def __init__(self, labelled: Iterable[List[dict]], pseudo: Iterable[List[dict]]):
