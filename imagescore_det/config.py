@@ -49,6 +49,32 @@ def add_imagescore_config(cfg: CN) -> None:
     # Keep a selected image whose detections all fall below PSEUDO_SCORE_THRESH (as an image without boxes).
     _C.IMAGESCORE.KEEP_EMPTY = False
 
+    # ---- Training on pseudo labels (SPEC §2 item 8). Used by MODEL.META_ARCHITECTURE "ImageScoreRCNN",
+    # MODEL.PROPOSAL_GENERATOR.NAME "ImageScoreRPN" and MODEL.ROI_HEADS.NAME "ImageScore{Standard,Res5}ROIHeads";
+    # with them, labelled images train exactly as in plain Detectron2. The defaults are conservative;
+    # tools/ssod_study.py measures which values the demo/voc configs should choose.
+    _C.IMAGESCORE.PSEUDO_TRAINING = CN()
+    # False = the pre-item-8 path: pseudo-labelled images join DATASETS.TRAIN and train like labelled ones.
+    _C.IMAGESCORE.PSEUDO_TRAINING.ENABLED = True
+    # Pseudo-labelled images per batch = PSEUDO_RATIO x SOLVER.IMS_PER_BATCH (labelled images per batch stay
+    # SOLVER.IMS_PER_BATCH, the control's stream); the product must be a whole multiple of the GPU count.
+    _C.IMAGESCORE.PSEUDO_TRAINING.PSEUDO_RATIO = 1.0
+    # On pseudo-labelled images, anchors/proposals matching no pseudo box are ignored instead of background.
+    _C.IMAGESCORE.PSEUDO_TRAINING.IGNORE_UNMATCHED = True
+    # Teacher detections with confidence in [IGNORE_SCORE_THRESH, PSEUDO_SCORE_THRESH) are stored as ignore
+    # boxes (>= PSEUDO_SCORE_THRESH: none); they matter when IGNORE_UNMATCHED is False.
+    _C.IMAGESCORE.PSEUDO_TRAINING.IGNORE_SCORE_THRESH = 1.0
+    # Unmatched anchors/proposals with at least this IoU with an ignore box are ignored, not background.
+    _C.IMAGESCORE.PSEUDO_TRAINING.IGNORE_IOU_THRESH = 0.3
+    # Weight of the pseudo-labelled images' classification and objectness losses.
+    _C.IMAGESCORE.PSEUDO_TRAINING.CLS_WEIGHT = 1.0
+    # Weight of their box-regression losses (Unbiased Teacher: 0).
+    _C.IMAGESCORE.PSEUDO_TRAINING.REG_WEIGHT = 1.0
+    # Total loss = labelled losses + LAMBDA_U x weighted pseudo-labelled losses (logged as loss_pseudo_*).
+    _C.IMAGESCORE.PSEUDO_TRAINING.LAMBDA_U = 1.0
+    # Random brightness/contrast/saturation on pseudo-labelled images only (geometry as labelled).
+    _C.IMAGESCORE.PSEUDO_TRAINING.STRONG_AUGMENTATION = False
+
     # ---- The image score (SPEC §1).
     # Each activation is cropped to its image and average-pooled to C x GRID x GRID (0 = native size).
     _C.IMAGESCORE.GRID = constants.GRID

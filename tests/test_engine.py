@@ -81,8 +81,12 @@ def test_training_swaps_at_iteration_4_and_logs_each_step(demo_run):
     assert "Kept 3 of 10 scored images (top 0.3, ceil)" in log
     assert (
         "Swapped the training loader at iteration 4: it now reads "
-        "synthetic_voc_2007_trainval + imagescore_pseudo_labels (3 pseudo-labelled images)"
+        "synthetic_voc_2007_trainval + imagescore_pseudo_labels (3 pseudo-labelled images, zipped, PSEUDO_RATIO 1)"
     ) in log
+    with open(os.path.join(demo_run, "metrics.json")) as f:
+        metrics = [json.loads(line) for line in f if '"iteration"' in line]
+    after_swap = [m for m in metrics if m["iteration"] >= 4 and "loss_cls" in m]
+    assert after_swap and all("loss_pseudo_cls" in m for m in after_swap)  # pseudo images in every batch
     assert re.search(r"AP50 on synthetic_voc_2007_test before the swap \(iteration 4\): \d", log)
     assert re.search(r"AP50 on synthetic_voc_2007_test at the end \(iteration 8\): \d", log)
 
@@ -140,6 +144,20 @@ def test_score_voc_keeps_ceil_of_30_percent_and_compares_strategies(demo_run, tm
     assert all(row["images"] == 3 for row in result["table"][:3]) and result["table"][3]["images"] == 10
     printed = capsys.readouterr().out
     assert "Kept 3 of 10 scored images" in printed and "| image_score | 3 |" in printed
+
+
+def test_less_confident_detections_become_ignore_boxes(demo_run, tmp_path):
+    out = str(tmp_path / "scored")
+    band = ["IMAGESCORE.PSEUDO_SCORE_THRESH", "0.9", "IMAGESCORE.PSEUDO_TRAINING.IGNORE_SCORE_THRESH", "0.0", "IMAGESCORE.KEEP_EMPTY", "True"]
+    score_voc.main(score_voc.parse_args(score_voc_argv(demo_run, out) + band))
+    coco = COCO(os.path.join(out, "pseudo_labels.json"))
+    images = coco.dataset["images"]
+    assert len(images) == 3 and sum(len(image["ignore_boxes"]) for image in images) > 0
+    assert all(annotation["score"] >= 0.9 for annotation in coco.dataset["annotations"])
+    for image in images:  # the detections split between pseudo labels and ignore boxes (XYXY, inside the image)
+        assert len(image["ignore_boxes"]) + len(coco.getAnnIds(imgIds=[image["id"]])) <= 5  # TEST.DETECTIONS_PER_IMAGE
+        for x0, y0, x1, y1 in image["ignore_boxes"]:
+            assert 0 <= x0 <= x1 <= image["width"] and 0 <= y0 <= y1 <= image["height"]
 
 
 def test_score_voc_help_documents_every_flag(capsys):

@@ -2,8 +2,9 @@
 
 Building the JSON and the CSV rows are plain functions of :class:`ScoredImage` records, so tests
 and tools use them without a trainer. Every file is written atomically. The JSON's categories are
-1..K in the labelled set's class order, so ``register_coco_instances`` maps them onto the same
-contiguous ids as the labelled set.
+1..K in the labelled set's class order, so Detectron2's ``load_coco_json`` maps them onto the same
+contiguous ids as the labelled set. Each registered record carries ``"pseudo_labelled": True`` and
+its ``"ignore_boxes"`` (SPEC §2 item 8), which :class:`PseudoLabelDatasetMapper` keeps.
 """
 import csv
 import dataclasses
@@ -16,7 +17,7 @@ from imagescore_det.utils.detectron2_import import require_detectron2
 require_detectron2()
 
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
-from detectron2.data.datasets import register_coco_instances  # noqa: E402
+from detectron2.data.datasets import load_coco_json  # noqa: E402
 
 from ..utils.io import atomic_write  # noqa: E402
 
@@ -27,6 +28,7 @@ __all__ = [
     "write_json",
     "write_csv",
     "load_pseudo_labels",
+    "load_pseudo_label_dicts",
     "register_pseudo_labels",
 ]
 
@@ -41,7 +43,8 @@ class ScoredImage:
     ``boxes`` (XYXY in original-image pixels), ``classes`` (contiguous ids) and ``scores`` are the
     pseudo labels: detections with confidence >= the pseudo-label threshold. ``confidence`` is the
     mean confidence of *all* the model's test-time detections (0 when it has none), the softmax
-    baseline's per-image score.
+    baseline's per-image score. ``ignore_boxes`` (XYXY) are the less confident detections kept as
+    regions that training on pseudo labels neither rewards nor punishes.
     """
 
     image_id: Any
@@ -54,6 +57,7 @@ class ScoredImage:
     boxes: List[List[float]]
     classes: List[int]
     scores: List[float]
+    ignore_boxes: List[List[float]] = dataclasses.field(default_factory=list)
 
 
 def image_root_of(images: Sequence[ScoredImage]) -> str:
@@ -67,6 +71,8 @@ def build_pseudo_label_json(
     images: Sequence[ScoredImage], class_names: Sequence[str], *, keep_empty: bool, info: Mapping[str, Any]
 ) -> Dict[str, Any]:
     """COCO-style dict of the selected ``images`` (best first): boxes as xywh, category ids 1..K.
+
+    Each image entry also lists its ``ignore_boxes`` as XYXY pixels (not annotations: no class).
 
     Images without pseudo labels are dropped unless ``keep_empty``. ``info`` is copied into the
     file's info block together with the image root and the counts.
@@ -83,6 +89,7 @@ def build_pseudo_label_json(
                 "width": int(image.width),
                 "source_image_id": image.image_id,
                 "image_score": float(image.score),
+                "ignore_boxes": [[float(v) for v in box] for box in image.ignore_boxes],
             }
         )
         for (x0, y0, x1, y1), cls, score in zip(image.boxes, image.classes, image.scores):
@@ -171,5 +178,19 @@ def register_pseudo_labels(name: str, json_file: str, class_names: Sequence[str]
         DatasetCatalog.remove(name)
     if name in MetadataCatalog.list():
         MetadataCatalog.remove(name)
-    register_coco_instances(name, {"thing_classes": list(class_names)}, os.path.abspath(json_file), payload["info"]["image_root"])
+    json_file, image_root = os.path.abspath(json_file), payload["info"]["image_root"]
+    DatasetCatalog.register(name, lambda: load_pseudo_label_dicts(json_file, image_root, name))
+    MetadataCatalog.get(name).set(
+        thing_classes=list(class_names), json_file=json_file, image_root=image_root, evaluator_type="coco"
+    )
     return len(payload["images"])
+
+
+def load_pseudo_label_dicts(json_file: str, image_root: str, dataset_name: str) -> List[Dict[str, Any]]:
+    """Detectron2's ``load_coco_json`` records, each flagged ``pseudo_labelled`` with its ignore boxes."""
+    ignore_boxes = {image["id"]: image.get("ignore_boxes", []) for image in load_pseudo_labels(json_file)["images"]}
+    records = load_coco_json(json_file, image_root, dataset_name)
+    for record in records:
+        record["pseudo_labelled"] = True
+        record["ignore_boxes"] = ignore_boxes[record["image_id"]]
+    return records

@@ -49,6 +49,7 @@ class PseudoLabelSwapHook(HookBase):
         self.swap_iter = -1
         self.json_file = ""
         self.evaluations: Dict[int, Dict] = {}
+        self._labelled_stream = None
 
     def is_due(self, iterations_done: int) -> bool:
         """Whether a scoring pass belongs after ``iterations_done`` iterations."""
@@ -93,8 +94,11 @@ class PseudoLabelSwapHook(HookBase):
     def _swap_loader(self) -> None:
         """Register the pseudo-label file and rebuild the training loader over labelled + pseudo labels.
 
-        A file without images (no detection reached PSEUDO_SCORE_THRESH) cannot join Detectron2's
-        loader, which refuses empty datasets; the new loader then reads the labelled set alone.
+        With PSEUDO_TRAINING.ENABLED, the labelled loader's iterator goes on unchanged and a
+        pseudo-labelled loader is zipped with it (ImageScoreTrainer.build_train_loader); otherwise the
+        pseudo-labelled dataset joins DATASETS.TRAIN in one new loader. A file without images (no
+        detection reached PSEUDO_SCORE_THRESH) cannot join Detectron2's loader, which refuses empty
+        datasets; training then reads the labelled set alone.
         """
         name = self.cfg.IMAGESCORE.PSEUDO_DATASET_NAME
         count = register_pseudo_labels(name, self.json_file, labelled_class_names(self.cfg))
@@ -103,14 +107,22 @@ class PseudoLabelSwapHook(HookBase):
                 "%s holds no pseudo-labelled image (no detection reached IMAGESCORE.PSEUDO_SCORE_THRESH=%g)",
                 self.json_file, self.cfg.IMAGESCORE.PSEUDO_SCORE_THRESH,
             )
-        train_cfg = self.cfg.clone()
-        train_cfg.defrost()
-        train_cfg.DATASETS.TRAIN = tuple(self.cfg.DATASETS.TRAIN) + ((name,) if count else ())
-        trainer = self.trainer
-        trainer._trainer.reset_data_loader(lambda: trainer.build_train_loader(train_cfg))
+        trainer, settings = self.trainer, self.cfg.IMAGESCORE.PSEUDO_TRAINING
+        if settings.ENABLED:
+            if self._labelled_stream is None:  # the first swap in this process: continue the labelled stream
+                self._labelled_stream = trainer._trainer._data_loader_iter
+            labelled, pseudo = self._labelled_stream, (name if count else "")
+            trainer._trainer.reset_data_loader(lambda: trainer.build_train_loader(self.cfg, pseudo, labelled))
+            how = "zipped, PSEUDO_RATIO %g" % settings.PSEUDO_RATIO
+        else:
+            train_cfg = self.cfg.clone()
+            train_cfg.defrost()
+            train_cfg.DATASETS.TRAIN = tuple(self.cfg.DATASETS.TRAIN) + ((name,) if count else ())
+            trainer._trainer.reset_data_loader(lambda: trainer.build_train_loader(train_cfg))
+            how = "appended to DATASETS.TRAIN"
         logger.info(
-            "Swapped the training loader at iteration %d: it now reads %s (%d pseudo-labelled images)",
-            self.swap_iter, " + ".join(train_cfg.DATASETS.TRAIN), count,
+            "Swapped the training loader at iteration %d: it now reads %s (%d pseudo-labelled images, %s)",
+            self.swap_iter, " + ".join(list(self.cfg.DATASETS.TRAIN) + ([name] if count else [])), count, how,
         )
 
     def state_dict(self):

@@ -82,9 +82,11 @@ def build_reference(model, data_loader, *, grid: int, threshold_ratio: float, th
 
 
 def score_images(
-    model, data_loader, reference: Reference, *, grid: int, formula: str, pseudo_score_thresh: float
+    model, data_loader, reference: Reference, *, grid: int, formula: str, pseudo_score_thresh: float,
+    ignore_score_thresh: float = 1.0,
 ) -> List[ScoredImage]:
-    """This rank's images with their score, per-layer terms, mean confidence and pseudo labels."""
+    """This rank's images with their score, per-layer terms, mean confidence and pseudo labels; detections
+    with confidence in [ignore_score_thresh, pseudo_score_thresh) become ignore boxes (SPEC §2 item 8)."""
     images: List[ScoredImage] = []
 
     def handle(inputs, outputs, acts):
@@ -93,6 +95,7 @@ def score_images(
         for row, (record, output) in enumerate(zip(inputs, outputs)):
             instances = output["instances"].to("cpu")
             keep = instances.scores >= pseudo_score_thresh
+            ignore = (instances.scores >= ignore_score_thresh) & ~keep
             image_terms = {layer: float(term[row]) for layer, term in terms.items()}
             images.append(
                 ScoredImage(
@@ -106,6 +109,7 @@ def score_images(
                     boxes=instances.pred_boxes.tensor[keep].tolist(),
                     classes=instances.pred_classes[keep].tolist(),
                     scores=instances.scores[keep].tolist(),
+                    ignore_boxes=instances.pred_boxes.tensor[ignore].tolist(),
                 )
             )
 
@@ -136,6 +140,7 @@ def score_unlabelled(cfg, model, *, description: str) -> Tuple[Reference, List[S
         grid=settings.GRID,
         formula=settings.FORMULA,
         pseudo_score_thresh=settings.PSEUDO_SCORE_THRESH,
+        ignore_score_thresh=settings.PSEUDO_TRAINING.IGNORE_SCORE_THRESH,
     )
     images = [image for part in comm.gather(shard) for image in part]
     if comm.is_main_process():
