@@ -26,6 +26,7 @@ __all__ = [
     "ground_truth_from_dicts",
     "match_pseudo_labels",
     "selection_quality",
+    "pseudo_label_file_quality",
     "compare_strategies",
     "format_table",
 ]
@@ -105,6 +106,34 @@ def selection_quality(images: Sequence[ScoredImage], truth: GroundTruth, indices
         "precision": ratio(hits, labels),
         "recall": ratio(hits, objects),
         "all_correct_share": ratio(all_correct, labelled_images),
+    }
+
+
+def pseudo_label_file_quality(payload: Mapping, truth: GroundTruth) -> Dict[str, float]:
+    """Images, boxes, precision and recall of a pseudo-label file (:func:`..data.pseudo_labels.load_pseudo_labels`).
+
+    Matching as in :func:`selection_quality`; recall counts the ground-truth objects of the images
+    in the file (kept images without pseudo labels are not in it unless KEEP_EMPTY).
+    """
+    boxes_of: Dict[int, List] = {image["id"]: [] for image in payload["images"]}
+    for annotation in payload["annotations"]:
+        boxes_of[annotation["image_id"]].append(annotation)
+    hits = objects = 0
+    for image in payload["images"]:
+        if image["source_image_id"] not in truth:
+            raise ValueError("pseudo-labelled image %r has no ground truth to compare with" % (image["source_image_id"],))
+        truth_boxes, truth_classes = truth[image["source_image_id"]]
+        found = boxes_of[image["id"]]
+        xyxy = [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in found)]
+        correct = match_pseudo_labels(xyxy, [a["category_id"] - 1 for a in found], [a["score"] for a in found], truth_boxes, truth_classes)
+        hits += int(correct.sum())
+        objects += len(truth_classes)
+    labels = len(payload["annotations"])
+    return {
+        "images": len(payload["images"]),
+        "boxes": labels,
+        "precision": hits / labels if labels else float("nan"),
+        "recall": hits / objects if objects else float("nan"),
     }
 
 

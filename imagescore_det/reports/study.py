@@ -104,7 +104,9 @@ def _cell(value) -> str:
     return str(value)
 
 
-def write_summary(summary: Sequence[Mapping[str, object]], csv_path: str, md_path: str, *, command: str = "") -> None:
+def write_summary(
+    summary: Sequence[Mapping[str, object]], csv_path: str, md_path: str, *, command: str = "", notes: Sequence[str] = ()
+) -> None:
     """summary.csv (empty cells where undefined) and summary.md (the same table, with how to read it)."""
     with atomic_write(csv_path, newline="") as f:
         writer = csv.writer(f)
@@ -120,6 +122,7 @@ def write_summary(summary: Sequence[Mapping[str, object]], csv_path: str, md_pat
         "Final AP50 (VOC, IoU 0.5) at each arm's last evaluation; sd over seeds (ddof 1). delta_vs_control is the",
         "mean per-seed difference from control; p_value is a one-sided paired t-test over seeds that the arm beats",
         "control (empty when undefined); gap_closed = delta_vs_control / (oracle - control).",
+        *notes,
     ]
     with atomic_write(md_path) as f:
         f.write("\n".join(lines) + "\n")
