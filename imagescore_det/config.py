@@ -42,8 +42,12 @@ def add_imagescore_config(cfg: CN) -> None:
     _C.IMAGESCORE.UPDATE_PERIOD = 0
 
     # ---- Selection and pseudo-labels.
-    # Share of the unlabelled set kept, best scores first (ties broken by image id).
+    # Share of the unlabelled set kept, best first by IMAGESCORE.SELECTION (ties broken by image id).
     _C.IMAGESCORE.SELECT_FRACTION = constants.SELECT_FRACTION
+    # How the kept images are chosen: "image_score" (the method), "confidence" (mean detection
+    # confidence, the paper's softmax baseline), "random" (drawn with cfg.SEED, which must be >= 0)
+    # or "all" (every unlabelled image, STAC-style; SELECT_FRACTION is ignored).
+    _C.IMAGESCORE.SELECTION = "image_score"
     # Detections of the current model with at least this confidence become pseudo-labels.
     _C.IMAGESCORE.PSEUDO_SCORE_THRESH = 0.7
     # Keep a selected image whose detections all fall below PSEUDO_SCORE_THRESH (as an image without boxes).
@@ -74,6 +78,17 @@ def add_imagescore_config(cfg: CN) -> None:
     _C.IMAGESCORE.PSEUDO_TRAINING.LAMBDA_U = 1.0
     # Random brightness/contrast/saturation on pseudo-labelled images only (geometry as labelled).
     _C.IMAGESCORE.PSEUDO_TRAINING.STRONG_AUGMENTATION = False
+    # ---- The synthetic VOC-format set (imagescore_det.data.synthetic), generated when a config names
+    # its datasets; each (sizes, seed) lives in a folder of its own under $DETECTRON2_DATASETS.
+    _C.IMAGESCORE.SYNTHETIC = CN()
+    # Images in the labelled split (synthetic_voc_2007_trainval).
+    _C.IMAGESCORE.SYNTHETIC.NUM_LABELLED = 240
+    # Images in the unlabelled split (synthetic_voc_2012_trainval; its annotations are kept as ground truth).
+    _C.IMAGESCORE.SYNTHETIC.NUM_UNLABELLED = 360
+    # Images in the test split (synthetic_voc_2007_test).
+    _C.IMAGESCORE.SYNTHETIC.NUM_TEST = 120
+    # Generator seed: with the sizes it fixes every byte of the set.
+    _C.IMAGESCORE.SYNTHETIC.SEED = 0
 
     # ---- The image score (SPEC §1).
     # Each activation is cropped to its image and average-pooled to C x GRID x GRID (0 = native size).

@@ -26,13 +26,15 @@ from imagescore_det.engine import ImageScoreTrainer  # noqa: E402
 from imagescore_det.scoring import Reference  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY_DATA = {"num_labelled": 6, "num_unlabelled": 10, "num_test": 4}
+TINY_DATA = {"num_labelled": 6, "num_unlabelled": 10, "num_test": 4, "seed": 0}
 # The demo config made cheaper; a threshold of 0 makes even an 8-iteration model pseudo-label something.
 TINY_OPTS = [
     "IMAGESCORE.VGG.WIDTH_DIVISOR", "8", "MODEL.ROI_BOX_HEAD.FC_DIM", "32",
     "INPUT.MIN_SIZE_TRAIN", "(128,)", "INPUT.MIN_SIZE_TEST", "128", "SOLVER.IMS_PER_BATCH", "2",
     "IMAGESCORE.PSEUDO_SCORE_THRESH", "0.0", "TEST.DETECTIONS_PER_IMAGE", "5",
-    "SOLVER.WARMUP_ITERS", "2", "SOLVER.CHECKPOINT_PERIOD", "100",
+    "SOLVER.WARMUP_ITERS", "2", "SOLVER.CHECKPOINT_PERIOD", "100", "TEST.EVAL_PERIOD", "0",
+    "IMAGESCORE.SYNTHETIC.NUM_LABELLED", "6", "IMAGESCORE.SYNTHETIC.NUM_UNLABELLED", "10",
+    "IMAGESCORE.SYNTHETIC.NUM_TEST", "4", "IMAGESCORE.SYNTHETIC.SEED", "0",
 ]
 
 
@@ -53,7 +55,7 @@ score_voc = load_tool("score_voc")
 def data_root(tmp_path_factory):
     """Tiny synthetic VOC set under a temporary DETECTRON2_DATASETS; the default registration is restored after."""
     root = str(tmp_path_factory.mktemp("datasets"))
-    generate_synthetic_voc(synthetic_root(root), seed=0, **TINY_DATA)
+    generate_synthetic_voc(synthetic_root(root, TINY_DATA), **TINY_DATA)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DETECTRON2_DATASETS", root)
         yield root
@@ -78,7 +80,7 @@ def test_training_swaps_at_iteration_4_and_logs_each_step(demo_run):
         log = f.read()
     assert "Built the reference from 6 images of synthetic_voc_2007_trainval" in log
     assert "Scored 10 images of synthetic_voc_2012_trainval" in log
-    assert "Kept 3 of 10 scored images (top 0.3, ceil)" in log
+    assert "Kept 3 of 10 scored images (image_score, top 0.3, ceil)" in log
     assert (
         "Swapped the training loader at iteration 4: it now reads "
         "synthetic_voc_2007_trainval + imagescore_pseudo_labels (3 pseudo-labelled images, zipped, PSEUDO_RATIO 1)"
@@ -160,6 +162,27 @@ def test_less_confident_detections_become_ignore_boxes(demo_run, tmp_path):
             assert 0 <= x0 <= x1 <= image["width"] and 0 <= y0 <= y1 <= image["height"]
 
 
+@pytest.mark.parametrize("strategy, kept", [("confidence", 3), ("random", 3), ("all", 10)])
+def test_selection_strategy_decides_which_images_the_swap_keeps(demo_run, tmp_path, strategy, kept):
+    """IMAGESCORE.SELECTION picks the kept images; the strategy's own row of the comparison keeps the same ones."""
+    out = str(tmp_path / strategy)
+    result = score_voc.main(score_voc.parse_args(score_voc_argv(demo_run, out, "--seed", "5", "IMAGESCORE.SELECTION", strategy, "SEED", "5")))
+    info = COCO(os.path.join(out, "pseudo_labels.json")).dataset["info"]
+    assert result["written"]["num_selected"] == info["num_selected"] == kept
+    assert info["selection"] == strategy and info["selection_seed"] == (5 if strategy == "random" else None)
+    with open(os.path.join(out, "image_scores.csv")) as f:
+        selected = {line.split(",")[0] for line in f.read().splitlines()[1:] if line.split(",")[4] == "1"}
+    row = next(row for row in result["table"] if row["strategy"] == strategy)
+    assert len(selected) == row["images"] == kept
+
+
+def test_unknown_selection_or_unseeded_random_is_refused_before_training(data_root, tmp_path):
+    with pytest.raises(ValueError, match="IMAGESCORE.SELECTION is 'softmax'"):
+        ImageScoreTrainer(train_net.setup(train_args(tmp_path, 8, "IMAGESCORE.SELECTION", "softmax")))
+    with pytest.raises(ValueError, match="cfg.SEED, which is -1"):
+        ImageScoreTrainer(train_net.setup(train_args(tmp_path, 8, "IMAGESCORE.SELECTION", "random", "SEED", "-1")))
+
+
 def test_score_voc_help_documents_every_flag(capsys):
     with pytest.raises(SystemExit):
         score_voc.parse_args(["--help"])
@@ -200,7 +223,7 @@ def test_two_processes_score_select_and_write_like_one(demo_run, tmp_path, monke
     [
         ("voc_ssl.yaml", "build_vgg16_backbone", "voc_2007_trainval", 60000, 70000),
         ("voc_ssl_R50.yaml", "build_resnet_backbone", "voc_2007_trainval", 60000, 70000),
-        ("demo_ssl.yaml", "build_vgg16_backbone", "synthetic_voc_2007_trainval", 600, 900),
+        ("demo_ssl.yaml", "build_vgg16_backbone", "synthetic_voc_2007_trainval", 900, 1200),
     ],
 )
 def test_configs_load_with_the_paper_settings(filename, backbone, labelled, swap_iter, max_iter):

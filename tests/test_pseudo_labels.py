@@ -22,11 +22,11 @@ from imagescore_det.data.pseudo_labels import (  # noqa: E402
     write_csv,
     write_json,
 )
+from imagescore_det.engine.selection import select_by_strategy  # noqa: E402
 from imagescore_det.engine.selection_quality import (  # noqa: E402
     compare_strategies,
     format_table,
     match_pseudo_labels,
-    select_by_strategy,
     selection_quality,
 )
 
@@ -157,6 +157,7 @@ def test_strategies_keep_ceil_of_fraction_and_random_is_seeded():
     assert select_by_strategy(images, "confidence", 0.3).tolist() == [9, 8, 7]
     draw = select_by_strategy(images, "random", 0.3, seed=3)
     assert len(draw) == 3 and draw.tolist() == select_by_strategy(images, "random", 0.3, seed=3).tolist()
+    assert select_by_strategy(images, "all", 0.3).tolist() == list(range(10))  # every image, by image score
     with pytest.raises(ValueError, match="unknown selection strategy 'softmax'"):
         select_by_strategy(images, "softmax", 0.3)
 

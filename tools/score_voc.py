@@ -103,7 +103,7 @@ def write_table(rows, output_dir):
 def main(args):
     """Score on every process; write and compare on the main one. Returns its result (None elsewhere)."""
     cfg = setup(args)
-    prepare_synthetic_data(list(cfg.IMAGESCORE.LABELLED_DATASETS) + list(cfg.IMAGESCORE.UNLABELLED_DATASETS))
+    prepare_synthetic_data(cfg)
     weights = weights_of(cfg, args.weights)
     output_dir = args.output_dir or os.path.join(cfg.OUTPUT_DIR, "score_voc")
     model = build_model(cfg)

@@ -3,7 +3,7 @@
 
 Detectron2's train_net shape: ``setup`` builds the config, ``main`` builds the trainer, ``launch``
 runs it on ``--num-gpus`` processes. The synthetic demo data is generated first if a config names it
-and it is missing. Example (the demo, CPU)::
+and it is missing (sizes and seed: IMAGESCORE.SYNTHETIC). Example (the demo, CPU)::
 
     python tools/train_net.py --config-file configs/demo_ssl.yaml
     python tools/train_net.py --config-file configs/demo_ssl.yaml --resume        # continue a run
@@ -61,10 +61,7 @@ def report(cfg, trainer) -> None:
 
 def main(args):
     cfg = setup(args)
-    prepare_synthetic_data(
-        list(cfg.DATASETS.TRAIN) + list(cfg.DATASETS.TEST)
-        + list(cfg.IMAGESCORE.LABELLED_DATASETS) + list(cfg.IMAGESCORE.UNLABELLED_DATASETS)
-    )
+    prepare_synthetic_data(cfg)
     if args.eval_only:
         model = ImageScoreTrainer.build_model(cfg)
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)

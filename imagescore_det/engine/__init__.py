@@ -6,8 +6,8 @@ require_detectron2()
 from ..data import voc as _voc  # noqa: E402,F401  (only registration: synthetic datasets)
 from .hooks import PseudoLabelSwapHook  # noqa: E402
 from .scoring import build_reference, score_images, score_unlabelled  # noqa: E402
-from .selection import output_paths, write_selection  # noqa: E402
-from .selection_quality import compare_strategies, format_table, select_by_strategy  # noqa: E402
+from .selection import STRATEGIES, output_paths, select_by_strategy, write_selection  # noqa: E402
+from .selection_quality import compare_strategies, format_table  # noqa: E402
 from .trainer import ImageScoreTrainer  # noqa: E402
 
 __all__ = [
@@ -21,4 +21,5 @@ __all__ = [
     "compare_strategies",
     "format_table",
     "select_by_strategy",
+    "STRATEGIES",
 ]

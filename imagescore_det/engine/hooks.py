@@ -18,7 +18,7 @@ from detectron2.utils import comm  # noqa: E402
 
 from ..data.pseudo_labels import register_pseudo_labels  # noqa: E402
 from .scoring import score_unlabelled  # noqa: E402
-from .selection import labelled_class_names, output_paths, write_selection  # noqa: E402
+from .selection import labelled_class_names, output_paths, selection_seed, write_selection  # noqa: E402
 
 __all__ = ["PseudoLabelSwapHook"]
 
@@ -43,6 +43,7 @@ class PseudoLabelSwapHook(HookBase):
     """
 
     def __init__(self, cfg, *, evaluate: Optional[Callable[[], Dict]] = None):
+        selection_seed(cfg)  # a bad IMAGESCORE.SELECTION fails now, not at the swap
         self.cfg = cfg.clone()
         self._evaluate = evaluate
         self.scoring_runs = 0

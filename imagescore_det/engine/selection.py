@@ -1,8 +1,10 @@
-"""Keep the best-scoring images and write what a swap produces (SPEC §2 steps 4-6).
+"""Keep the best images and write what a swap produces (SPEC §2 steps 4-6).
 
-One function serves the training hook and ``tools/score_voc.py``: it ranks the scored images,
-keeps the top ``IMAGESCORE.SELECT_FRACTION`` (ceil of the fraction, ties by image id), and writes
-the reference, the pseudo-label JSON, the per-image CSV and the score histogram, each atomically.
+One function serves the training hook and ``tools/score_voc.py``: it keeps the top
+``IMAGESCORE.SELECT_FRACTION`` of the scored images by the ``IMAGESCORE.SELECTION`` strategy (the
+image score by default; ceil of the fraction, ties by image id), and writes the reference, the
+pseudo-label JSON, the per-image CSV and the score histogram, each atomically. The strategies
+differ only in which images they keep; every kept image is pseudo-labelled the same way.
 Call it on the main process only.
 """
 import datetime
@@ -20,11 +22,43 @@ from detectron2.data import MetadataCatalog  # noqa: E402
 
 from ..data.pseudo_labels import ScoredImage, build_pseudo_label_json, score_table, write_csv, write_json  # noqa: E402
 from ..reports.detection import plot_score_histogram  # noqa: E402
-from ..scoring import Reference, count_to_keep, rank_by_score  # noqa: E402
+from ..scoring import Reference, count_to_keep, rank_by_score, select_top_fraction  # noqa: E402
 
-__all__ = ["output_paths", "labelled_class_names", "write_selection"]
+__all__ = ["STRATEGIES", "select_by_strategy", "selection_seed", "output_paths", "labelled_class_names", "write_selection"]
 
 logger = logging.getLogger(__name__)
+
+#: The values of IMAGESCORE.SELECTION.
+STRATEGIES = ("image_score", "confidence", "random", "all")
+
+
+def select_by_strategy(images: Sequence[ScoredImage], strategy: str, fraction: float, *, seed: int = 0) -> np.ndarray:
+    """Indices of the images a strategy keeps: ``count_to_keep(fraction, N)`` of them, best first.
+
+    "image_score" and "confidence" rank by that value (higher is better, ties by image id);
+    "random" draws without replacement with ``numpy.random.default_rng(seed)``; "all" keeps every
+    image (ordered by image score) whatever the fraction.
+    """
+    ids = [image.image_id for image in images]
+    if strategy == "image_score":
+        return select_top_fraction([image.score for image in images], ids, fraction)
+    if strategy == "confidence":
+        return select_top_fraction([image.confidence for image in images], ids, fraction)
+    if strategy == "random":
+        order = np.random.default_rng(seed).permutation(len(images))
+        return order[: count_to_keep(fraction, len(images))]
+    if strategy == "all":
+        return rank_by_score([image.score for image in images], ids)
+    raise ValueError("unknown selection strategy %r; choose one of %s" % (strategy, STRATEGIES))
+
+
+def selection_seed(cfg) -> int:
+    """The seed of the "random" selection: cfg.SEED, which must then be fixed (>= 0) so that the draw is reproducible."""
+    if cfg.IMAGESCORE.SELECTION not in STRATEGIES:
+        raise ValueError("IMAGESCORE.SELECTION is %r; choose one of %s" % (cfg.IMAGESCORE.SELECTION, STRATEGIES))
+    if cfg.IMAGESCORE.SELECTION == "random" and cfg.SEED < 0:
+        raise ValueError("IMAGESCORE.SELECTION 'random' draws with cfg.SEED, which is %d: set SEED >= 0" % cfg.SEED)
+    return max(cfg.SEED, 0)
 
 
 def output_paths(cfg, output_dir: Optional[str] = None) -> Dict[str, str]:
@@ -52,25 +86,32 @@ def labelled_class_names(cfg) -> Sequence[str]:
 def write_selection(
     cfg, reference: Reference, images: Sequence[ScoredImage], *, model_info: Mapping, output_dir: Optional[str] = None
 ) -> Dict[str, object]:
-    """Select the top fraction of ``images`` by score and write the four files; return paths and counts."""
+    """Keep ``images`` by IMAGESCORE.SELECTION and write the four files; return paths and counts.
+
+    The CSV's rank is always the image-score rank; its ``selected`` column marks what the strategy kept.
+    """
     settings = cfg.IMAGESCORE
     if not images:
         raise ValueError("IMAGESCORE.UNLABELLED_DATASETS %s holds no images to score" % (list(settings.UNLABELLED_DATASETS),))
     paths = output_paths(cfg, output_dir)
+    seed = selection_seed(cfg)
+    selected_indices = select_by_strategy(images, settings.SELECTION, settings.SELECT_FRACTION, seed=seed)
     order = rank_by_score([image.score for image in images], [image.image_id for image in images])
-    selected_indices = order[: count_to_keep(settings.SELECT_FRACTION, len(images))]
     ranks = np.empty(len(images), dtype=np.int64)
     ranks[order] = np.arange(1, len(images) + 1)
     selected = np.zeros(len(images), dtype=bool)
     selected[selected_indices] = True
 
     info = {
-        "description": "imagescore_det pseudo labels: top fraction of the unlabelled set by image score",
+        "description": "imagescore_det pseudo labels of the unlabelled images kept by IMAGESCORE.SELECTION",
+        "selection": settings.SELECTION,
+        "selection_seed": seed if settings.SELECTION == "random" else None,
         "labelled_datasets": list(settings.LABELLED_DATASETS),
         "unlabelled_datasets": list(settings.UNLABELLED_DATASETS),
         "reference_file": os.path.abspath(paths["reference"]),
         "select_fraction": settings.SELECT_FRACTION,
-        "selection_rule": "ceil(fraction x scored images) on the decimal fraction; ties by ascending image id",
+        "selection_rule": "every scored image" if settings.SELECTION == "all" else
+        "ceil(fraction x scored images) on the decimal fraction; ties by ascending image id",
         "num_scored": len(images),
         "num_selected": int(selected.sum()),
         "formula": settings.FORMULA,
@@ -93,9 +134,9 @@ def write_selection(
         title="Image scores of %s (%d kept of %d)" % (", ".join(settings.UNLABELLED_DATASETS), selected.sum(), len(images)),
     )
     logger.info(
-        "Kept %d of %d scored images (top %g, ceil); %d of them have pseudo labels at confidence >= %g "
+        "Kept %d of %d scored images (%s, top %g, ceil); %d of them have pseudo labels at confidence >= %g "
         "(%d boxes); wrote %s, %s, %s, %s",
-        selected.sum(), len(images), settings.SELECT_FRACTION, payload["info"]["num_images"],
+        selected.sum(), len(images), settings.SELECTION, settings.SELECT_FRACTION, payload["info"]["num_images"],
         settings.PSEUDO_SCORE_THRESH, payload["info"]["num_annotations"],
         paths["reference"], paths["pseudo_labels"], paths["scores"], paths["histogram"],
     )

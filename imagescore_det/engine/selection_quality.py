@@ -1,7 +1,8 @@
 """How trustworthy a selection's pseudo labels are, measured against ground truth (issue 3, item 5).
 
 Three strategies pick the same fraction of one scored set: the image score, the mean detection
-confidence (the paper's softmax baseline) and a seeded random draw. For the images each keeps,
+confidence (the paper's softmax baseline) and a seeded random draw (:func:`.selection.select_by_strategy`,
+which the swap uses too); "all" keeps every image. For the images each keeps,
 pseudo labels are matched to ground-truth boxes (same class, IoU >= 0.5, greedy by confidence as
 in the VOC evaluation) and summarised as precision, recall and the share of images whose pseudo
 labels are all correct. No second training run is needed.
@@ -18,41 +19,22 @@ require_detectron2()
 from detectron2.structures import BoxMode  # noqa: E402
 
 from ..data.pseudo_labels import ScoredImage  # noqa: E402
-from ..scoring import count_to_keep, select_top_fraction  # noqa: E402
+from .selection import STRATEGIES, select_by_strategy  # noqa: E402
 
 __all__ = [
-    "STRATEGIES",
     "IOU_THRESHOLD",
-    "select_by_strategy",
     "ground_truth_from_dicts",
     "match_pseudo_labels",
     "selection_quality",
+    "pseudo_label_file_quality",
     "compare_strategies",
     "format_table",
 ]
 
-STRATEGIES = ("image_score", "confidence", "random")
 #: A pseudo label is correct when it overlaps a same-class ground-truth box this much (VOC's AP50 rule).
 IOU_THRESHOLD = 0.5
 
 GroundTruth = Mapping[object, Tuple[np.ndarray, np.ndarray]]
-
-
-def select_by_strategy(images: Sequence[ScoredImage], strategy: str, fraction: float, *, seed: int = 0) -> np.ndarray:
-    """Indices of the ``count_to_keep(fraction, N)`` images a strategy keeps, best first.
-
-    "image_score" and "confidence" rank by that value (higher is better, ties by image id);
-    "random" draws without replacement with ``numpy.random.default_rng(seed)``.
-    """
-    ids = [image.image_id for image in images]
-    if strategy == "image_score":
-        return select_top_fraction([image.score for image in images], ids, fraction)
-    if strategy == "confidence":
-        return select_top_fraction([image.confidence for image in images], ids, fraction)
-    if strategy == "random":
-        order = np.random.default_rng(seed).permutation(len(images))
-        return order[: count_to_keep(fraction, len(images))]
-    raise ValueError("unknown selection strategy %r; choose one of %s" % (strategy, STRATEGIES))
 
 
 def ground_truth_from_dicts(dataset_dicts: Sequence[Mapping]) -> Dict[object, Tuple[np.ndarray, np.ndarray]]:
@@ -127,15 +109,42 @@ def selection_quality(images: Sequence[ScoredImage], truth: GroundTruth, indices
     }
 
 
+def pseudo_label_file_quality(payload: Mapping, truth: GroundTruth) -> Dict[str, float]:
+    """Images, boxes, precision and recall of a pseudo-label file (:func:`..data.pseudo_labels.load_pseudo_labels`).
+
+    Matching as in :func:`selection_quality`; recall counts the ground-truth objects of the images
+    in the file (kept images without pseudo labels are not in it unless KEEP_EMPTY).
+    """
+    boxes_of: Dict[int, List] = {image["id"]: [] for image in payload["images"]}
+    for annotation in payload["annotations"]:
+        boxes_of[annotation["image_id"]].append(annotation)
+    hits = objects = 0
+    for image in payload["images"]:
+        if image["source_image_id"] not in truth:
+            raise ValueError("pseudo-labelled image %r has no ground truth to compare with" % (image["source_image_id"],))
+        truth_boxes, truth_classes = truth[image["source_image_id"]]
+        found = boxes_of[image["id"]]
+        xyxy = [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in found)]
+        correct = match_pseudo_labels(xyxy, [a["category_id"] - 1 for a in found], [a["score"] for a in found], truth_boxes, truth_classes)
+        hits += int(correct.sum())
+        objects += len(truth_classes)
+    labels = len(payload["annotations"])
+    return {
+        "images": len(payload["images"]),
+        "boxes": labels,
+        "precision": hits / labels if labels else float("nan"),
+        "recall": hits / objects if objects else float("nan"),
+    }
+
+
 def compare_strategies(
     images: Sequence[ScoredImage], truth: GroundTruth, fraction: float, *, seed: int = 0
 ) -> List[Dict[str, object]]:
-    """One row per strategy (same fraction of the same scored set), then "all" (no selection)."""
+    """One row per strategy: the same fraction of the same scored set, then "all" (no selection)."""
     rows = []
     for strategy in STRATEGIES:
         indices = select_by_strategy(images, strategy, fraction, seed=seed)
         rows.append({"strategy": strategy, **selection_quality(images, truth, indices)})
-    rows.append({"strategy": "all", **selection_quality(images, truth, np.arange(len(images)))})
     return rows
 
 
