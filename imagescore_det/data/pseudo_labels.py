@@ -41,7 +41,8 @@ class ScoredImage:
     ``boxes`` (XYXY in original-image pixels), ``classes`` (contiguous ids) and ``scores`` are the
     pseudo labels: detections with confidence >= the pseudo-label threshold. ``confidence`` is the
     mean confidence of *all* the model's test-time detections (0 when it has none), the softmax
-    baseline's per-image score.
+    baseline's per-image score. ``box_scores`` (box mode only) scores each pseudo label against
+    its class's reference; ``score`` is then their aggregate.
     """
 
     image_id: Any
@@ -54,6 +55,7 @@ class ScoredImage:
     boxes: List[List[float]]
     classes: List[int]
     scores: List[float]
+    box_scores: List[float] = dataclasses.field(default_factory=list)
 
 
 def image_root_of(images: Sequence[ScoredImage]) -> str:
