@@ -16,6 +16,7 @@ from detectron2.modeling import build_model  # noqa: E402
 from detectron2.structures import Boxes  # noqa: E402
 
 from imagescore_det.data.pseudo_labels import ScoredImage  # noqa: E402
+from imagescore_det.engine.box_quality import mean_and_sd  # noqa: E402
 from imagescore_det.engine.box_ranking import aggregate, box_ranking_values, rank_product  # noqa: E402
 from imagescore_det.engine.box_scoring import build_box_references, score_images_by_box  # noqa: E402
 from imagescore_det.modeling.box_recording import BoxRecorder, default_box_layers, to_input_boxes  # noqa: E402
@@ -179,3 +180,16 @@ def test_rankings_aggregate_boxes_and_put_images_without_boxes_last():
     with pytest.raises(ValueError, match="IMAGESCORE.BOX.RANKING"):
         box_ranking_values(images, "product", "min", empty_score=-1.0)
     assert math.isfinite(box_ranking_values(images, "score", "mean", empty_score=-100.0)[2])
+
+
+def test_mean_and_sd_over_teachers_match_rows_by_key_and_skip_undefined_cells():
+    tables = [
+        [{"strategy": "box", "precision": 0.8, "images": 3}, {"strategy": "random", "precision": float("nan"), "images": 3}],
+        [{"strategy": "box", "precision": 0.6, "images": 5}, {"strategy": "random", "precision": 0.5, "images": 3}],
+    ]
+    box, random = mean_and_sd(tables, "strategy")
+    assert box["n"] == 2 and box["precision_mean"] == pytest.approx(0.7) and box["precision_sd"] == pytest.approx(math.sqrt(0.02))
+    assert (box["images_mean"], box["images_sd"]) == (4.0, pytest.approx(math.sqrt(2)))
+    assert random["precision_mean"] == 0.5 and math.isnan(random["precision_sd"])  # one defined value: no spread
+    with pytest.raises(ValueError, match="different rows"):
+        mean_and_sd([tables[0], tables[1][::-1]], "strategy")
