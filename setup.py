@@ -24,6 +24,7 @@ setup(
         "yacs",
         "pillow",
         "scikit-learn",
+        "scipy",
     ],
     extras_require={"test": ["pytest", "scikit-image"]},
 )
