@@ -175,7 +175,7 @@ def test_score_voc_help_documents_every_flag(capsys):
     with pytest.raises(SystemExit):
         score_voc.parse_args(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for usage in ("--config-file FILE training config", "--weights FILE detector checkpoint", "--output-dir DIR where the files go",
+    for usage in ("--config-file FILE training config", "--weights FILE [FILE ...] detector checkpoint(s) to score with", "--output-dir DIR where the files go",
                   "--seed SEED seed of the random strategy", "opts config overrides", "-h, --help show this help"):
         assert usage in text, usage
 
