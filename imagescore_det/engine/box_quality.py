@@ -56,16 +56,20 @@ def compare_modes(
 
 def box_auroc(box_mode: Sequence[ScoredImage], truth: GroundTruth) -> List[Dict[str, object]]:
     """Per signal, the AUROC with which it ranks correct pseudo boxes above wrong ones (NaN if all agree)."""
-    correct = np.concatenate(
-        [match_pseudo_labels(image.boxes, image.classes, image.scores, *truth[image.image_id]) for image in box_mode] or [np.empty(0, bool)]
-    )
+    matches = [match_pseudo_labels(image.boxes, image.classes, image.scores, *truth[image.image_id]) for image in box_mode]
+    correct = np.concatenate(matches or [np.empty(0, bool)])
     values = {
         "box_score": [s for image in box_mode for s in image.box_scores],
         "confidence": [s for image in box_mode for s in image.scores],
         "score_x_confidence": [s for part in rank_product(box_mode) for s in part],
     }
     return [
-        {"signal": signal, "boxes": len(correct), "correct": int(correct.sum()), "auroc": failure_auroc(correct, values[signal]) if len(correct) else math.nan}
+        {
+            "signal": signal,
+            "boxes": len(correct),
+            "correct": int(correct.sum()),
+            "auroc": failure_auroc(correct, values[signal]) if len(correct) else math.nan,
+        }
         for signal in BOX_SIGNALS
     ]
 

@@ -107,7 +107,9 @@ class ClassReferences:
         if not isinstance(payload, dict) or payload.get("kind") != CONTAINER_KIND:
             raise ValueError("%s is not a class-reference file written by ClassReferences.save" % path)
         if payload["format_version"] != constants.REFERENCE_FORMAT_VERSION:
-            raise ValueError("%s has format version %r; this code reads version %d" % (path, payload["format_version"], constants.REFERENCE_FORMAT_VERSION))
+            raise ValueError(
+                "%s has format version %r; this code reads version %d" % (path, payload["format_version"], constants.REFERENCE_FORMAT_VERSION)
+            )
         if mode is not None and payload["mode"] != mode:
             raise ValueError("%s holds references for score mode %r, not %r" % (path, payload["mode"], mode))
         if class_names is not None and list(payload["class_names"]) != list(class_names):
