@@ -100,8 +100,19 @@ def add_imagescore_config(cfg: CN) -> None:
     # "overlap" (units active in both the image and the reference) or "count" (the paper read literally).
     _C.IMAGESCORE.FORMULA = constants.FORMULA
 
+    # "image" scores whole images against one reference (the paper); "box" scores each pseudo box
+    # against the reference of its class, built from the labelled set's ground-truth boxes.
+    _C.IMAGESCORE.SCORE_MODE = "image"
+    _C.IMAGESCORE.BOX = CN()
+    # Module names inside model.roi_heads recorded per box; [] = ROI-pooled map + box head (fc6/fc7 after ReLU, or res5).
+    _C.IMAGESCORE.BOX.LAYERS = []
+    # How an image's pseudo boxes make its score: "min" (its least typical box) or "mean".
+    _C.IMAGESCORE.BOX.AGGREGATE = "min"
+    # What box mode ranks images by: "score" (the box score) or "score_x_confidence" (product of the two ranks).
+    _C.IMAGESCORE.BOX.RANKING = "score"
+
     # ---- Outputs; relative paths resolve inside cfg.OUTPUT_DIR.
-    # Reference built from the labelled set (Reference.save format).
+    # Reference built from the labelled set (Reference.save format; box mode: ClassReferences.save).
     _C.IMAGESCORE.REFERENCE_FILE = "imagescore_reference.pt"
     # COCO-style JSON of the selected images and their pseudo-labels.
     _C.IMAGESCORE.PSEUDO_LABEL_FILE = "pseudo_labels.json"

@@ -23,7 +23,7 @@ from imagescore_det import add_imagescore_config  # noqa: E402
 from imagescore_det.data.synthetic import generate_synthetic_voc  # noqa: E402
 from imagescore_det.data.voc import register_synthetic_voc, synthetic_root  # noqa: E402
 from imagescore_det.engine import ImageScoreTrainer  # noqa: E402
-from imagescore_det.scoring import Reference  # noqa: E402
+from imagescore_det.scoring import ClassReferences, Reference  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_DATA = {"num_labelled": 6, "num_unlabelled": 10, "num_test": 4, "seed": 0}
@@ -142,10 +142,39 @@ def test_score_voc_keeps_ceil_of_30_percent_and_compares_strategies(demo_run, tm
     assert COCO(os.path.join(out, "pseudo_labels.json")).dataset["info"]["num_selected"] == 3
     for name in ("image_scores.csv", "image_scores_histogram.png", "imagescore_reference.pt", "selection_quality.md"):
         assert os.path.getsize(os.path.join(out, name)) > 0
-    assert [row["strategy"] for row in result["table"]] == ["image_score", "confidence", "random", "all"]
-    assert all(row["images"] == 3 for row in result["table"][:3]) and result["table"][3]["images"] == 10
+    assert [row["strategy"] for row in result["table"]] == [
+        "image_score", "box_score_min", "box_score_mean", "confidence",
+        "score_x_confidence_min", "score_x_confidence_mean", "random", "all",
+    ]
+    assert all(row["images"] == 3 for row in result["table"][:-1]) and result["table"][-1]["images"] == 10
+    assert [row["signal"] for row in result["box_auroc"]] == ["box_score", "confidence", "score_x_confidence"]
     printed = capsys.readouterr().out
-    assert "Kept 3 of 10 scored images" in printed and "| image_score | 3 |" in printed
+    assert "Kept 3 of 10 scored images" in printed and "| image_score | 3 |" in printed and "| box_score |" in printed
+
+
+def test_box_mode_through_the_config_alone(demo_run, data_root, tmp_path, capsys):
+    """SCORE_MODE box: the swap hook and the tool select by box score; --weights A B averages two teachers."""
+    train_net.main(train_args(tmp_path / "train", 5, "IMAGESCORE.SCORE_MODE", "box", "IMAGESCORE.BOX.AGGREGATE", "mean"))
+    with open(tmp_path / "train" / "log.txt") as f:
+        log = f.read()
+    assert "Scored the pseudo boxes of 10 images of synthetic_voc_2012_trainval (ranking 'score', aggregate 'mean')" in log
+    assert "Swapped the training loader at iteration 4" in log
+    info = COCO(str(tmp_path / "train" / "pseudo_labels.json")).dataset["info"]
+    assert info["score_mode"] == "box" and info["box"]["aggregate"] == "mean"
+    references = ClassReferences.load(str(tmp_path / "train" / "imagescore_reference.pt"), mode="box")
+    assert references.class_names[:2] == ["red_square", "green_circle"]
+
+    weights = os.path.join(demo_run, "model_final.pth")
+    argv = score_voc_argv(demo_run, tmp_path / "scored", "IMAGESCORE.SCORE_MODE", "box", "IMAGESCORE.BOX.RANKING", "score_x_confidence")
+    argv[argv.index("--weights") + 1 : argv.index("--weights") + 2] = [weights, weights]
+    result = score_voc.main(score_voc.parse_args(argv))
+    first, second = result["teachers"]
+    assert str(first["table"]) == str(second["table"]) and first["written"]["num_selected"] == 3  # str: NaN == NaN
+    summary = {row["strategy"]: row for row in result["summary"]["table"]}
+    row = summary["box_score_min"]
+    assert (row["n"], row["images_mean"], row["images_sd"]) == (2, 3.0, 0.0)  # the same teacher twice: no spread
+    for name in ("selection_quality_over_teachers.md", "box_auroc_over_teachers.csv", "teacher1/box_auroc.md"):
+        assert os.path.getsize(tmp_path / "scored" / name) > 0
 
 
 def test_less_confident_detections_become_ignore_boxes(demo_run, tmp_path):
@@ -187,7 +216,7 @@ def test_score_voc_help_documents_every_flag(capsys):
     with pytest.raises(SystemExit):
         score_voc.parse_args(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for usage in ("--config-file FILE training config", "--weights FILE detector checkpoint", "--output-dir DIR where the files go",
+    for usage in ("--config-file FILE training config", "--weights FILE [FILE ...] detector checkpoint(s) to score with", "--output-dir DIR where the files go",
                   "--seed SEED seed of the random strategy", "opts config overrides", "-h, --help show this help"):
         assert usage in text, usage
 

@@ -9,6 +9,14 @@ set do), it then compares three ways of keeping the same number of images -- ima
 detection confidence (the paper's softmax baseline) and random -- by the precision and recall of
 their pseudo labels (same class, IoU >= 0.5) and the share of kept images whose pseudo labels are all
 correct (over kept images with at least one pseudo label), and writes that table as CSV and Markdown.
+With ground truth it also scores in the other IMAGESCORE.SCORE_MODE ("image": one reference for whole
+images; "box": each pseudo box against its class's reference), so that the table compares image score,
+box score (min and mean over an image's boxes), confidence, the score x confidence rank product and
+random on the same detections, and a per-box table gives the AUROC with which box score, confidence
+and their combination separate correct pseudo boxes from wrong ones.
+
+``--weights A B C`` scores several teachers (each into OUTPUT/teacher<k>/) and writes the mean and
+standard deviation of every cell over them, so that a difference can be told from noise.
 
 With ``--num-gpus N`` (Detectron2's ``launch``: N processes, on GPUs where there are, else CPU with
 gloo) each process scores its shard of the images, the reference sums are combined across processes,
@@ -17,6 +25,7 @@ one-process run.
 
 Example, after the demo run:
     python tools/score_voc.py --config-file configs/demo_ssl.yaml --weights output/demo_ssl/model_final.pth
+    python tools/score_voc.py --config-file configs/demo_ssl.yaml --weights seed0.pth seed1.pth seed2.pth
     python tools/score_voc.py --config-file configs/demo_ssl.yaml --num-gpus 2     # two processes
 """
 import argparse
@@ -41,7 +50,8 @@ from detectron2.utils.logger import setup_logger
 
 from imagescore_det import build_config
 from imagescore_det.data.voc import prepare_synthetic_data
-from imagescore_det.engine import compare_strategies, format_table, score_unlabelled, write_selection
+from imagescore_det.engine import score_unlabelled, write_selection
+from imagescore_det.engine.box_quality import box_auroc, compare_modes, markdown_table, mean_and_sd
 from imagescore_det.engine.selection_quality import ground_truth_from_dicts
 from imagescore_det.utils.io import atomic_write
 
@@ -52,8 +62,9 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", required=True, metavar="FILE", help="training config, e.g. configs/demo_ssl.yaml")
     parser.add_argument(
-        "--weights", default=None, metavar="FILE",
-        help="detector checkpoint to score with (default: MODEL.WEIGHTS if set, else OUTPUT_DIR/model_final.pth)",
+        "--weights", nargs="+", default=None, metavar="FILE",
+        help="detector checkpoint(s) to score with (default: MODEL.WEIGHTS if set, else OUTPUT_DIR/model_final.pth); "
+        "several: one table per teacher and their mean and sd",
     )
     parser.add_argument(
         "--output-dir", default=None, metavar="DIR",
@@ -88,54 +99,89 @@ def weights_of(cfg, requested):
     return path
 
 
-def write_table(rows, output_dir):
-    """The strategy comparison as CSV and Markdown beside the other outputs; returns both paths."""
-    csv_path, md_path = os.path.join(output_dir, "selection_quality.csv"), os.path.join(output_dir, "selection_quality.md")
+def write_table(rows, output_dir, name="selection_quality"):
+    """``rows`` as ``name``.csv and ``name``.md beside the other outputs; returns both paths."""
+    csv_path, md_path = os.path.join(output_dir, name + ".csv"), os.path.join(output_dir, name + ".md")
     with atomic_write(csv_path, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     with atomic_write(md_path) as f:
-        f.write(format_table(rows) + "\n")
+        f.write(markdown_table(rows) + "\n")
     return csv_path, md_path
 
 
 def main(args):
-    """Score on every process; write and compare on the main one. Returns its result (None elsewhere)."""
+    """Score on every process; write and compare on the main one. Returns its result (None elsewhere).
+
+    One checkpoint: that teacher's result. Several: ``{"teachers": [results], "summary": {table: rows}}``.
+    """
     cfg = setup(args)
     prepare_synthetic_data(cfg)
-    weights = weights_of(cfg, args.weights)
+    weights = [weights_of(cfg, path) for path in (args.weights or [None])]
     output_dir = args.output_dir or os.path.join(cfg.OUTPUT_DIR, "score_voc")
+    if len(weights) == 1:
+        return score_teacher(cfg, args, weights[0], output_dir)
+    results = [score_teacher(cfg, args, path, os.path.join(output_dir, "teacher%d" % k)) for k, path in enumerate(weights)]
+    summary = summarize(results, output_dir) if comm.is_main_process() else None
+    comm.synchronize()
+    return {"teachers": results, "summary": summary} if comm.is_main_process() else None
+
+
+def score_teacher(cfg, args, weights, output_dir):
+    """Score with one checkpoint in IMAGESCORE.SCORE_MODE, and with ground truth in the other mode too."""
     model = build_model(cfg)
     DetectionCheckpointer(model).load(weights)
-
-    reference, images = score_unlabelled(cfg, model, description="%s from %s" % (cfg.MODEL.META_ARCHITECTURE, weights))
-    result = report(cfg, args, reference, images, weights, output_dir) if comm.is_main_process() else None
+    description = "%s from %s" % (cfg.MODEL.META_ARCHITECTURE, weights)
+    reference, images = score_unlabelled(cfg, model, description=description)
+    truth = ground_truth_from_dicts([d for name in cfg.IMAGESCORE.UNLABELLED_DATASETS for d in DatasetCatalog.get(name)])
+    by_mode = {cfg.IMAGESCORE.SCORE_MODE: images}
+    if any(len(classes) for _, classes in truth.values()):
+        other = cfg.clone()
+        other.defrost()
+        other.IMAGESCORE.SCORE_MODE = "image" if cfg.IMAGESCORE.SCORE_MODE == "box" else "box"
+        by_mode[other.IMAGESCORE.SCORE_MODE] = score_unlabelled(other, model, description=description)[1]
+    result = report(cfg, args, reference, by_mode, truth, weights, output_dir) if comm.is_main_process() else None
     comm.synchronize()
     return result
 
 
-def report(cfg, args, reference, images, weights, output_dir):
+def summarize(results, output_dir):
+    """Mean and sd over the teachers of every table they have; written beside the teachers' folders."""
+    summary = {}
+    for table, key in (("table", "strategy"), ("box_auroc", "signal")):
+        tables = [result[table] for result in results if result[table] is not None]
+        if tables:
+            summary[table] = mean_and_sd(tables, key)
+            paths = write_table(summary[table], output_dir, "%s_over_teachers" % ("selection_quality" if table == "table" else table))
+            print("Mean and sample sd over %d teachers:\n%s\nWrote %s and %s" % (len(tables), markdown_table(summary[table]), *paths))
+    return summary
+
+
+def report(cfg, args, reference, by_mode, truth, weights, output_dir):
     """Write the selection, and compare the strategies where the unlabelled set has ground truth."""
+    images = by_mode[cfg.IMAGESCORE.SCORE_MODE]
     written = write_selection(cfg, reference, images, model_info={"weights": os.path.abspath(weights)}, output_dir=output_dir)
     scored, fraction = written["num_scored"], cfg.IMAGESCORE.SELECT_FRACTION
     print(
         "Kept %d of %d scored images (ceil(%g x %d)); %d of them have pseudo labels"
         % (written["num_selected"], scored, fraction, scored, written["num_pseudo_labelled_images"])
     )
-    truth = ground_truth_from_dicts([d for name in cfg.IMAGESCORE.UNLABELLED_DATASETS for d in DatasetCatalog.get(name)])
-    result = {"written": written, "table": None}
-    if any(len(classes) for _, classes in truth.values()):
-        rows = compare_strategies(images, truth, cfg.IMAGESCORE.SELECT_FRACTION, seed=args.seed)
+    result = {"written": written, "table": None, "box_auroc": None}
+    if len(by_mode) == 2:
+        rows = compare_modes(by_mode["image"], by_mode["box"], truth, cfg.IMAGESCORE.SELECT_FRACTION, seed=args.seed)
         paths = write_table(rows, output_dir)
         print(
             "Pseudo labels at confidence >= %g vs ground truth (same class, IoU >= 0.5); all_correct_share is over "
             "kept images with at least one pseudo label, 'empty' counts kept images without any:"
             % cfg.IMAGESCORE.PSEUDO_SCORE_THRESH
         )
-        print(format_table(rows))
+        print(markdown_table(rows))
         print("Wrote %s and %s" % paths)
-        result["table"] = rows
+        aurocs = box_auroc(by_mode["box"], truth)
+        paths = write_table(aurocs, output_dir, "box_auroc")
+        print("AUROC of each signal for correct vs wrong pseudo boxes (0.5 = chance):\n%s\nWrote %s and %s" % (markdown_table(aurocs), *paths))
+        result.update(table=rows, box_auroc=aurocs)
     else:
         print("The unlabelled set has no ground-truth boxes: no strategy comparison")
     for key in ("reference", "pseudo_labels", "scores", "histogram"):

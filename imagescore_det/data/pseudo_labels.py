@@ -44,7 +44,8 @@ class ScoredImage:
     pseudo labels: detections with confidence >= the pseudo-label threshold. ``confidence`` is the
     mean confidence of *all* the model's test-time detections (0 when it has none), the softmax
     baseline's per-image score. ``ignore_boxes`` (XYXY) are the less confident detections kept as
-    regions that training on pseudo labels neither rewards nor punishes.
+    regions that training on pseudo labels neither rewards nor punishes. ``box_scores`` (box mode
+    only) scores each pseudo label against its class's reference; ``score`` is then their aggregate.
     """
 
     image_id: Any
@@ -58,6 +59,7 @@ class ScoredImage:
     classes: List[int]
     scores: List[float]
     ignore_boxes: List[List[float]] = dataclasses.field(default_factory=list)
+    box_scores: List[float] = dataclasses.field(default_factory=list)
 
 
 def image_root_of(images: Sequence[ScoredImage]) -> str:

@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 from ..data.pseudo_labels import ScoredImage  # noqa: E402
 from ..scoring import Reference, ReferenceBuilder  # noqa: E402
 
-__all__ = ["unwrap_model", "run_recorded", "build_reference", "score_images", "score_unlabelled", "check_unique_ids"]
+__all__ = ["unwrap_model", "run_recorded", "build_reference", "to_scored_image", "score_images", "score_unlabelled", "check_unique_ids"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,27 @@ def build_reference(model, data_loader, *, grid: int, threshold_ratio: float, th
     return builder.finalize()
 
 
+def to_scored_image(record, output, terms, *, pseudo_score_thresh: float, ignore_score_thresh: float = 1.0) -> ScoredImage:
+    """One image's record: score = the sum of ``terms``, pseudo labels = detections at >= the threshold,
+    ignore boxes = detections with confidence in [ignore_score_thresh, pseudo_score_thresh)."""
+    instances = output["instances"].to("cpu")
+    keep = instances.scores >= pseudo_score_thresh
+    ignore = (instances.scores >= ignore_score_thresh) & ~keep
+    return ScoredImage(
+        image_id=record["image_id"],
+        file_name=record["file_name"],
+        height=int(record["height"]),
+        width=int(record["width"]),
+        score=float(sum(terms.values())),
+        terms=terms,
+        confidence=float(instances.scores.mean()) if len(instances) else 0.0,
+        boxes=instances.pred_boxes.tensor[keep].tolist(),
+        classes=instances.pred_classes[keep].tolist(),
+        scores=instances.scores[keep].tolist(),
+        ignore_boxes=instances.pred_boxes.tensor[ignore].tolist(),
+    )
+
+
 def score_images(
     model, data_loader, reference: Reference, *, grid: int, formula: str, pseudo_score_thresh: float,
     ignore_score_thresh: float = 1.0,
@@ -93,25 +114,10 @@ def score_images(
         ids = [x["image_id"] for x in inputs]
         terms = reference.layer_terms(acts, formula, ids)
         for row, (record, output) in enumerate(zip(inputs, outputs)):
-            instances = output["instances"].to("cpu")
-            keep = instances.scores >= pseudo_score_thresh
-            ignore = (instances.scores >= ignore_score_thresh) & ~keep
             image_terms = {layer: float(term[row]) for layer, term in terms.items()}
-            images.append(
-                ScoredImage(
-                    image_id=record["image_id"],
-                    file_name=record["file_name"],
-                    height=int(record["height"]),
-                    width=int(record["width"]),
-                    score=float(sum(image_terms.values())),
-                    terms=image_terms,
-                    confidence=float(instances.scores.mean()) if len(instances) else 0.0,
-                    boxes=instances.pred_boxes.tensor[keep].tolist(),
-                    classes=instances.pred_classes[keep].tolist(),
-                    scores=instances.scores[keep].tolist(),
-                    ignore_boxes=instances.pred_boxes.tensor[ignore].tolist(),
-                )
-            )
+            images.append(to_scored_image(
+                record, output, image_terms, pseudo_score_thresh=pseudo_score_thresh, ignore_score_thresh=ignore_score_thresh
+            ))
 
     run_recorded(model, data_loader, grid=grid, description="Scoring pass", handle=handle)
     return images
@@ -120,10 +126,20 @@ def score_images(
 def score_unlabelled(cfg, model, *, description: str) -> Tuple[Reference, List[ScoredImage]]:
     """Reference from ``IMAGESCORE.LABELLED_DATASETS``, then score ``IMAGESCORE.UNLABELLED_DATASETS``.
 
+    ``IMAGESCORE.SCORE_MODE`` "image" scores whole images against one reference (the paper);
+    "box" scores each pseudo box against its class's reference (:mod:`.box_scoring`), whose
+    :class:`~imagescore_det.scoring.ClassReferences` takes the reference's place.
+
     Returns the reference and, on the main process, every scored image in dataset order
     (other ranks get an empty list). ``description`` names the model in the reference.
     """
     settings = cfg.IMAGESCORE
+    if settings.SCORE_MODE == "box":
+        from .box_scoring import score_unlabelled_by_box  # it builds on this module's passes
+
+        return score_unlabelled_by_box(cfg, model, description=description)
+    if settings.SCORE_MODE != "image":
+        raise ValueError("IMAGESCORE.SCORE_MODE must be 'image' or 'box', got %r" % (settings.SCORE_MODE,))
     reference = build_reference(
         model,
         build_detection_test_loader(cfg, list(settings.LABELLED_DATASETS)),

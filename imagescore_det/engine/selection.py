@@ -114,6 +114,8 @@ def write_selection(
         "ceil(fraction x scored images) on the decimal fraction; ties by ascending image id",
         "num_scored": len(images),
         "num_selected": int(selected.sum()),
+        "score_mode": settings.SCORE_MODE,
+        "box": {"layers": list(settings.BOX.LAYERS), "aggregate": settings.BOX.AGGREGATE, "ranking": settings.BOX.RANKING},
         "formula": settings.FORMULA,
         "grid": settings.GRID,
         "threshold_ratio": settings.THRESHOLD_RATIO,

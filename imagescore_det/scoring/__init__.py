@@ -1,6 +1,7 @@
 """The image score: pure PyTorch + NumPy, no Detectron2 (SPEC §1 and §6)."""
 from . import constants
 from .recorder import ActivationRecorder, adaptive_average_pool, recordable_layers
+from .class_references import ClassReferences
 from .reference import Reference, ReferenceBuilder
 from .select import count_to_keep, rank_by_score, select_per_class, select_top_fraction
 
@@ -11,6 +12,7 @@ __all__ = [
     "adaptive_average_pool",
     "Reference",
     "ReferenceBuilder",
+    "ClassReferences",
     "count_to_keep",
     "rank_by_score",
     "select_per_class",
