@@ -36,9 +36,9 @@ import subprocess
 import sys
 import time
 
-from imagescore_det.utils.detectron2_import import require_detectron2
+from imagescore_det.utils.detectron2_import import require_detectron2_or_help
 
-require_detectron2()
+require_detectron2_or_help(__doc__)
 
 from detectron2.data import DatasetCatalog  # noqa: E402
 from tqdm import tqdm  # noqa: E402
