@@ -71,7 +71,15 @@ def test_arms_continue_from_one_teacher_and_a_repeat_reruns_nothing(datasets, tm
     assert [a["ap50_mean"] for a in again] == [b["ap50_mean"] for b in summary]
 
 
-def test_eval_period_must_divide_the_swap(datasets, tmp_path):
-    argv = ["--config-file", os.path.join(REPO, "configs", "demo_ssl.yaml"), "--output-dir", str(tmp_path), *TINY, "TEST.EVAL_PERIOD", "40"]
-    with pytest.raises(ValueError, match="TEST.EVAL_PERIOD=40 must be a multiple of 20 .* divide IMAGESCORE.SWAP_ITER=20"):
-        ssod_study.main(argv)
+def test_arms_are_evaluated_three_times_after_the_swap_or_refused(datasets, tmp_path):
+    def period(*opts):
+        return ssod_study.arm_eval_period(ssod_study.study_config(ssod_study.parse_args(
+            ["--config-file", os.path.join(REPO, "configs", "demo_ssl.yaml"), "--output-dir", str(tmp_path), *TINY, *opts]))[0])
+
+    assert period() == 20  # the config's period gives 3 evaluations after the swap
+    assert period("TEST.EVAL_PERIOD", "0", "IMAGESCORE.SWAP_ITER", "40", "SOLVER.MAX_ITER", "100") == 20  # a third of 60
+    assert period("TEST.EVAL_PERIOD", "300", "IMAGESCORE.SWAP_ITER", "1200", "SOLVER.MAX_ITER", "1500") == 100
+    with pytest.raises(ValueError, match="TEST.EVAL_PERIOD=30 to be a multiple of 20"):
+        period("TEST.EVAL_PERIOD", "0", "SOLVER.MAX_ITER", "110")
+    with pytest.raises(ValueError, match="TEST.EVAL_PERIOD=40 .* divide IMAGESCORE.SWAP_ITER=20"):
+        period("TEST.EVAL_PERIOD", "40", "SOLVER.MAX_ITER", "140")

@@ -14,8 +14,9 @@ same settings except:
     oracle      labelled + the unlabelled set with its ground truth (the fully labelled bound)
 
 Swapping arms swap at the start of their run (the hook's "resumed past SWAP_ITER" path), so the
-hook, selection and pseudo-label code are tools/train_net.py's own. TEST.EVAL_PERIOD must be a
-multiple of 20, divide SWAP_ITER and leave at least 3 evaluations after it (two between, one at the end).
+hook, selection and pseudo-label code are tools/train_net.py's own. Teachers are evaluated at the
+swap only; arms at TEST.EVAL_PERIOD, or a third of the post-swap phase where that gives fewer than
+3 evaluations after the swap (the period must be a multiple of 20 and divide SWAP_ITER).
 
 Outputs in --output-dir: runs.csv (arm, seed, iteration, AP50, AP and the arm's pseudo-label
 images, boxes, precision and recall against the unlabelled set's ground truth), summary.csv and
@@ -81,30 +82,43 @@ def study_config(args):
     """The shared config (file + opts + data seed), checked for what the study needs."""
     opts = list(args.opts) + (["IMAGESCORE.SYNTHETIC.SEED", str(args.data_seed)] if args.data_seed is not None else [])
     cfg = build_config(args.config_file, opts)
-    swap, end, period = cfg.IMAGESCORE.SWAP_ITER, cfg.SOLVER.MAX_ITER, cfg.TEST.EVAL_PERIOD
+    swap, end = cfg.IMAGESCORE.SWAP_ITER, cfg.SOLVER.MAX_ITER
     if not 0 < swap < end:
         raise ValueError("IMAGESCORE.SWAP_ITER=%d must lie inside (0, SOLVER.MAX_ITER=%d)" % (swap, end))
-    if period <= 0 or period % WRITER_PERIOD or swap % period or (end - swap) // period < 3:
-        raise ValueError(
-            "TEST.EVAL_PERIOD=%d must be a multiple of %d (metrics.json keeps one evaluation per write), divide "
-            "IMAGESCORE.SWAP_ITER=%d and fit 3 times into the %d iterations after it" % (period, WRITER_PERIOD, swap, end - swap)
-        )
+    arm_eval_period(cfg)  # refuses a schedule the arms cannot be evaluated on
     if not cfg.DATASETS.TEST:
         raise ValueError("DATASETS.TEST is empty: the study evaluates every arm on it")
     return cfg, opts
+
+
+def arm_eval_period(cfg) -> int:
+    """The arms' TEST.EVAL_PERIOD: the config's if it gives 3 evaluations after the swap, else a third of
+    the post-swap phase. It must be a multiple of 20 (metrics.json keeps one evaluation per write) and
+    divide SWAP_ITER, so that the arms are evaluated at the same iterations after the swap."""
+    swap, end, period = cfg.IMAGESCORE.SWAP_ITER, cfg.SOLVER.MAX_ITER, cfg.TEST.EVAL_PERIOD
+    if period <= 0 or (end - swap) // period < 3:
+        period = (end - swap) // 3
+    if period <= 0 or period % WRITER_PERIOD or swap % period:
+        raise ValueError(
+            "the arms need TEST.EVAL_PERIOD=%d to be a multiple of %d, divide IMAGESCORE.SWAP_ITER=%d and fit 3 times "
+            "into the %d iterations after it: set TEST.EVAL_PERIOD" % (period, WRITER_PERIOD, swap, end - swap)
+        )
+    return period
 
 
 def run_opts(cfg, opts, seed: int, name: str, output_dir: str):
     """The KEY VALUE list of one run: the shared opts, then what makes it this seed's teacher or arm."""
     own = ["SEED", str(seed), "OUTPUT_DIR", output_dir]
     never = ["IMAGESCORE.SWAP_ITER", str(cfg.SOLVER.MAX_ITER)]  # the hook swaps only before MAX_ITER
-    if name == TEACHER:
-        own += ["SOLVER.MAX_ITER", str(cfg.IMAGESCORE.SWAP_ITER)]
-    elif name == "control":
+    if name == TEACHER:  # evaluated once, at the swap: the arms' curves start there
+        own += ["SOLVER.MAX_ITER", str(cfg.IMAGESCORE.SWAP_ITER), "TEST.EVAL_PERIOD", "0"]
+    else:
+        own += ["TEST.EVAL_PERIOD", str(arm_eval_period(cfg))]
+    if name == "control":
         own += never
     elif name == "oracle":
         own += never + ["DATASETS.TRAIN", repr(tuple(cfg.DATASETS.TRAIN) + tuple(cfg.IMAGESCORE.UNLABELLED_DATASETS))]
-    else:
+    elif ARMS.get(name):
         own += ["IMAGESCORE.SELECTION", ARMS[name]]
     return list(opts) + own
 
