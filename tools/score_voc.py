@@ -40,6 +40,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from imagescore_det import build_config
+from imagescore_det.data.registry import register_config_datasets
 from imagescore_det.data.voc import prepare_synthetic_data
 from imagescore_det.engine import compare_strategies, format_table, score_unlabelled, write_selection
 from imagescore_det.engine.selection_quality import ground_truth_from_dicts
@@ -78,6 +79,7 @@ def setup(args):
     cfg = build_config(args.config_file, args.opts)
     setup_logger(name="detectron2", distributed_rank=comm.get_rank())
     setup_logger(name="imagescore_det", distributed_rank=comm.get_rank())
+    register_config_datasets(cfg)
     return cfg
 
 
@@ -125,8 +127,11 @@ def report(cfg, args, reference, images, weights, output_dir):
     )
     truth = ground_truth_from_dicts([d for name in cfg.IMAGESCORE.UNLABELLED_DATASETS for d in DatasetCatalog.get(name)])
     result = {"written": written, "table": None}
+    if written["num_unreadable"]:
+        print("Skipped %d unreadable image(s), listed in the CSV as not scored" % written["num_unreadable"])
     if any(len(classes) for _, classes in truth.values()):
-        rows = compare_strategies(images, truth, cfg.IMAGESCORE.SELECT_FRACTION, seed=args.seed)
+        scored = [image for image in images if not image.error]
+        rows = compare_strategies(scored, truth, cfg.IMAGESCORE.SELECT_FRACTION, seed=args.seed)
         paths = write_table(rows, output_dir)
         print(
             "Pseudo labels at confidence >= %g vs ground truth (same class, IoU >= 0.5); all_correct_share is over "
@@ -137,7 +142,10 @@ def report(cfg, args, reference, images, weights, output_dir):
         print("Wrote %s and %s" % paths)
         result["table"] = rows
     else:
-        print("The unlabelled set has no ground-truth boxes: no strategy comparison")
+        print(
+            "The unlabelled set has no ground-truth boxes: precision and recall of the pseudo labels need ground "
+            "truth, so the strategies are not compared (the selection and its files are written all the same)"
+        )
     for key in ("reference", "pseudo_labels", "scores", "histogram"):
         print("%-14s %s" % (key, written[key]))
     return result

@@ -9,7 +9,7 @@ combined across ranks and the scored images are gathered on the main process.
 import logging
 import time
 from datetime import timedelta
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -22,6 +22,7 @@ from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.logger import log_every_n_seconds  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
+from ..data.folder import SkipUnreadableMapper, UNREADABLE_KEY, is_unreadable  # noqa: E402
 from ..data.pseudo_labels import ScoredImage  # noqa: E402
 from ..scoring import Reference, ReferenceBuilder  # noqa: E402
 
@@ -38,11 +39,15 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def run_recorded(model, data_loader, *, grid: int, description: str, handle: Callable) -> None:
+def run_recorded(
+    model, data_loader, *, grid: int, description: str, handle: Callable, on_unreadable: Optional[Callable] = None
+) -> None:
     """Run ``model`` in eval mode over ``data_loader``, calling ``handle(inputs, outputs, acts)`` per batch.
 
     ``model`` must have a recording backbone (``MODEL.BACKBONE.NAME: build_imagescore_backbone``).
-    The model's train/eval mode is restored afterwards, even after an error.
+    Records that ``SkipUnreadableMapper`` marked as unreadable go to ``on_unreadable(record)``
+    instead of the model (without it they are an error). The model's train/eval mode is restored
+    afterwards, even after an error.
     """
     model = unwrap_model(model)
     if not hasattr(model.backbone, "recorder"):
@@ -56,11 +61,18 @@ def run_recorded(model, data_loader, *, grid: int, description: str, handle: Cal
     model.eval()
     try:
         with torch.inference_mode():
-            for done, inputs in enumerate(data_loader, start=1):
-                recorder.set_image_sizes([tuple(x["image"].shape[-2:]) for x in inputs])
-                with recorder:
-                    outputs = model(inputs)
-                handle(inputs, outputs, recorder.pop())
+            for done, batch in enumerate(data_loader, start=1):
+                inputs = [x for x in batch if not is_unreadable(x)]
+                for record in batch:
+                    if is_unreadable(record):
+                        if on_unreadable is None:
+                            raise ValueError("%s: cannot read %s (%s)" % (description, record["file_name"], record[UNREADABLE_KEY]))
+                        on_unreadable(record)
+                if inputs:
+                    recorder.set_image_sizes([tuple(x["image"].shape[-2:]) for x in inputs])
+                    with recorder:
+                        outputs = model(inputs)
+                    handle(inputs, outputs, recorder.pop())
                 elapsed = time.perf_counter() - start
                 eta = timedelta(seconds=int(elapsed / done * (total - done)))
                 log_every_n_seconds(logging.INFO, "%s: %d/%d batches, ETA %s" % (description, done, total, eta), n=PROGRESS_PERIOD_S)
@@ -84,7 +96,10 @@ def build_reference(model, data_loader, *, grid: int, threshold_ratio: float, th
 def score_images(
     model, data_loader, reference: Reference, *, grid: int, formula: str, pseudo_score_thresh: float
 ) -> List[ScoredImage]:
-    """This rank's images with their score, per-layer terms, mean confidence and pseudo labels."""
+    """This rank's images with their score, per-layer terms, mean confidence and pseudo labels.
+
+    An image the loader's mapper could not read is kept, in its place, as ``ScoredImage.unreadable``.
+    """
     images: List[ScoredImage] = []
 
     def handle(inputs, outputs, acts):
@@ -109,7 +124,10 @@ def score_images(
                 )
             )
 
-    run_recorded(model, data_loader, grid=grid, description="Scoring pass", handle=handle)
+    def unreadable(record):
+        images.append(ScoredImage.unreadable(record["image_id"], record["file_name"], record[UNREADABLE_KEY]))
+
+    run_recorded(model, data_loader, grid=grid, description="Scoring pass", handle=handle, on_unreadable=unreadable)
     return images
 
 
@@ -131,7 +149,7 @@ def score_unlabelled(cfg, model, *, description: str) -> Tuple[Reference, List[S
     logger.info("Built the reference from %d images of %s", reference.metadata["num_images"], ", ".join(settings.LABELLED_DATASETS))
     shard = score_images(
         model,
-        build_detection_test_loader(cfg, list(settings.UNLABELLED_DATASETS)),
+        build_detection_test_loader(cfg, list(settings.UNLABELLED_DATASETS), mapper=SkipUnreadableMapper(cfg, False)),
         reference,
         grid=settings.GRID,
         formula=settings.FORMULA,
@@ -139,7 +157,12 @@ def score_unlabelled(cfg, model, *, description: str) -> Tuple[Reference, List[S
     )
     images = [image for part in comm.gather(shard) for image in part]
     if comm.is_main_process():
-        logger.info("Scored %d images of %s (formula %r)", len(images), ", ".join(settings.UNLABELLED_DATASETS), settings.FORMULA)
+        unreadable = [image.file_name for image in images if image.error]
+        logger.info(
+            "Scored %d images of %s (formula %r)", len(images) - len(unreadable), ", ".join(settings.UNLABELLED_DATASETS), settings.FORMULA
+        )
+        if unreadable:
+            logger.warning("Skipped %d unreadable image(s), recorded as not scored: %s", len(unreadable), ", ".join(unreadable))
         check_unique_ids(images)
     return reference, images
 

@@ -22,7 +22,7 @@ from ..data.pseudo_labels import ScoredImage, build_pseudo_label_json, score_tab
 from ..reports.detection import plot_score_histogram  # noqa: E402
 from ..scoring import Reference, count_to_keep, rank_by_score  # noqa: E402
 
-__all__ = ["output_paths", "labelled_class_names", "write_selection"]
+__all__ = ["output_paths", "labelled_class_names", "labelled_category_ids", "write_selection"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +49,24 @@ def labelled_class_names(cfg) -> Sequence[str]:
     return MetadataCatalog.get(cfg.IMAGESCORE.LABELLED_DATASETS[0]).thing_classes
 
 
+def labelled_category_ids(cfg) -> Sequence[int]:
+    """The pseudo labels' category ids, in contiguous-id order: a COCO-format labelled set's own, else 1..K."""
+    mapping = MetadataCatalog.get(cfg.IMAGESCORE.LABELLED_DATASETS[0]).get("thing_dataset_id_to_contiguous_id")
+    if not mapping:
+        return list(range(1, len(labelled_class_names(cfg)) + 1))
+    return [dataset_id for dataset_id, _ in sorted(mapping.items(), key=lambda item: item[1])]
+
+
 def write_selection(
     cfg, reference: Reference, images: Sequence[ScoredImage], *, model_info: Mapping, output_dir: Optional[str] = None
 ) -> Dict[str, object]:
-    """Select the top fraction of ``images`` by score and write the four files; return paths and counts."""
+    """Select the top fraction of ``images`` by score and write the four files; return paths and counts.
+
+    Images that could not be read (``error`` set) are left out of the selection and listed in the CSV.
+    """
     settings = cfg.IMAGESCORE
+    unreadable = [image for image in images if image.error]
+    images = [image for image in images if not image.error]
     if not images:
         raise ValueError("IMAGESCORE.UNLABELLED_DATASETS %s holds no images to score" % (list(settings.UNLABELLED_DATASETS),))
     paths = output_paths(cfg, output_dir)
@@ -73,6 +86,7 @@ def write_selection(
         "selection_rule": "ceil(fraction x scored images) on the decimal fraction; ties by ascending image id",
         "num_scored": len(images),
         "num_selected": int(selected.sum()),
+        "unreadable_images": [image.file_name for image in unreadable],
         "formula": settings.FORMULA,
         "grid": settings.GRID,
         "threshold_ratio": settings.THRESHOLD_RATIO,
@@ -83,11 +97,12 @@ def write_selection(
         "date_created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     payload = build_pseudo_label_json(
-        [images[i] for i in selected_indices], labelled_class_names(cfg), keep_empty=settings.KEEP_EMPTY, info=info
+        [images[i] for i in selected_indices], labelled_class_names(cfg), keep_empty=settings.KEEP_EMPTY, info=info,
+        category_ids=labelled_category_ids(cfg),
     )
     reference.save(paths["reference"])
     write_json(paths["pseudo_labels"], payload)
-    write_csv(paths["scores"], *score_table(images, ranks, selected))
+    write_csv(paths["scores"], *score_table(images, ranks, selected, unreadable=unreadable))
     plot_score_histogram(
         [image.score for image in images], selected, paths["histogram"],
         title="Image scores of %s (%d kept of %d)" % (", ".join(settings.UNLABELLED_DATASETS), selected.sum(), len(images)),
@@ -101,6 +116,7 @@ def write_selection(
     )
     return {
         "num_scored": len(images),
+        "num_unreadable": len(unreadable),
         "num_selected": int(selected.sum()),
         "num_pseudo_labelled_images": payload["info"]["num_images"],
         "num_pseudo_labels": payload["info"]["num_annotations"],

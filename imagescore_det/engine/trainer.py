@@ -1,6 +1,7 @@
-"""Detectron2's DefaultTrainer with the swap hook and Pascal VOC evaluation (SPEC §2 step 7).
+"""Detectron2's DefaultTrainer with the swap hook and an evaluator per test set (SPEC §2 step 7).
 
-Only what differs is overridden: the evaluator (Detectron2's VOC AP, the paper's metric) and the
+Only what differs is overridden: the evaluator (by the test set's ``evaluator_type``: VOC AP50, the
+paper's metric, with COCO-style AP beside it, or COCOEvaluator; see :mod:`.evaluation`) and the
 hook list (DefaultTrainer's hooks plus the swap hook, placed before the checkpointer so that a
 checkpoint written at the swap iteration already records the swap).
 """
@@ -9,8 +10,8 @@ from imagescore_det.utils.detectron2_import import require_detectron2
 require_detectron2()
 
 from detectron2.engine import DefaultTrainer, hooks  # noqa: E402
-from detectron2.evaluation import PascalVOCDetectionEvaluator  # noqa: E402
 
+from .evaluation import build_evaluator  # noqa: E402
 from .hooks import PseudoLabelSwapHook  # noqa: E402
 
 __all__ = ["ImageScoreTrainer"]
@@ -24,8 +25,8 @@ class ImageScoreTrainer(DefaultTrainer):
     """
 
     @classmethod
-    def build_evaluator(cls, cfg, dataset_name):
-        return PascalVOCDetectionEvaluator(dataset_name)
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        return build_evaluator(cfg, dataset_name, output_folder)
 
     def build_hooks(self):
         hook_list = super().build_hooks()
