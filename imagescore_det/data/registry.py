@@ -64,7 +64,7 @@ def parse_dataset_entry(entry: str) -> DatasetEntry:
         fail("expected NAME=KIND:...")
     name, _, spec = entry.partition("=")
     kind, _, rest = spec.partition(":")
-    fields = rest.split(":") if rest else []
+    fields = rest.split(":")
     if not name.strip() or name != name.strip():
         fail("the dataset name is empty or has surrounding spaces")
     if any(not field for field in fields):
