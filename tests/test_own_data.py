@@ -19,13 +19,14 @@ pytestmark = pytest.mark.detectron2
 import skimage.data  # noqa: E402
 import torch  # noqa: E402
 from detectron2.data import DatasetCatalog  # noqa: E402
-from detectron2.data.datasets import load_voc_instances, register_coco_instances  # noqa: E402
+from detectron2.data.datasets import register_coco_instances  # noqa: E402
 from detectron2.evaluation import COCOEvaluator  # noqa: E402
 from detectron2.structures import Boxes, Instances  # noqa: E402
 from PIL import Image  # noqa: E402
 from pycocotools.coco import COCO  # noqa: E402
 
 from imagescore_det import build_config  # noqa: E402
+from imagescore_det.data.convert import voc_split_to_coco  # noqa: E402
 from imagescore_det.data.registry import parse_dataset_entry, register_config_datasets  # noqa: E402
 from imagescore_det.data.synthetic import SYNTHETIC_CLASSES, generate_synthetic_voc  # noqa: E402
 from imagescore_det.engine import build_evaluator  # noqa: E402
@@ -38,28 +39,14 @@ PHOTOS = {"astronaut.jpg": skimage.data.astronaut, "coffee.jpg": skimage.data.co
           "chelsea.png": skimage.data.chelsea, "camera.png": skimage.data.camera}
 
 
-def write_coco_copy(voc_dir, split, json_file):
-    """A COCO-format file of one synthetic VOC split (xywh boxes, category ids CATEGORY_IDS)."""
-    images, annotations = [], []
-    for number, record in enumerate(load_voc_instances(voc_dir, split, SYNTHETIC_CLASSES), start=1):
-        images.append({"id": number, "file_name": os.path.basename(record["file_name"]),
-                       "height": record["height"], "width": record["width"]})
-        for annotation in record["annotations"]:
-            x0, y0, x1, y1 = annotation["bbox"]
-            annotations.append({"id": len(annotations) + 1, "image_id": number, "iscrowd": 0, "area": (x1 - x0) * (y1 - y0),
-                                "category_id": CATEGORY_IDS[annotation["category_id"]], "bbox": [x0, y0, x1 - x0, y1 - y0]})
-    categories = [{"id": i, "name": name} for i, name in zip(CATEGORY_IDS, SYNTHETIC_CLASSES)]
-    with open(json_file, "w") as f:
-        json.dump({"images": images, "annotations": annotations, "categories": categories}, f)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("own_data")
     generate_synthetic_voc(str(root / "voc"), num_labelled=6, num_unlabelled=6, num_test=4)
     voc2007 = str(root / "voc" / "VOC2007")
-    write_coco_copy(voc2007, "trainval", str(root / "labelled.json"))
-    write_coco_copy(voc2007, "test", str(root / "test.json"))
+    for split, json_file in (("trainval", "labelled.json"), ("test", "test.json")):
+        with open(root / json_file, "w") as f:
+            json.dump(voc_split_to_coco(voc2007, split, SYNTHETIC_CLASSES, CATEGORY_IDS), f)
     photos = root / "photos"
     shutil.copytree(root / "voc" / "VOC2012" / "JPEGImages", photos / "synthetic")
     (photos / "skimage").mkdir()
