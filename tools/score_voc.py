@@ -9,6 +9,9 @@ set do), it then compares three ways of keeping the same number of images -- ima
 detection confidence (the paper's softmax baseline) and random -- by the precision and recall of
 their pseudo labels (same class, IoU >= 0.5) and the share of kept images whose pseudo labels are all
 correct (over kept images with at least one pseudo label), and writes that table as CSV and Markdown.
+Without ground truth (an image folder, see datasets/README.md) it writes the four files and says that
+precision and recall need ground truth; images that cannot be read are skipped, named in a warning,
+and listed in the CSV as not scored.
 
 With ``--num-gpus N`` (Detectron2's ``launch``: N processes, on GPUs where there are, else CPU with
 gloo) each process scores its shard of the images, the reference sums are combined across processes,
