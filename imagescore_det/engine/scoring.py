@@ -62,23 +62,29 @@ def run_recorded(
     try:
         with torch.inference_mode():
             for done, batch in enumerate(data_loader, start=1):
-                inputs = [x for x in batch if not is_unreadable(x)]
-                for record in batch:
-                    if is_unreadable(record):
-                        if on_unreadable is None:
-                            raise ValueError("%s: cannot read %s (%s)" % (description, record["file_name"], record[UNREADABLE_KEY]))
-                        on_unreadable(record)
-                if inputs:
-                    recorder.set_image_sizes([tuple(x["image"].shape[-2:]) for x in inputs])
-                    with recorder:
-                        outputs = model(inputs)
-                    handle(inputs, outputs, recorder.pop())
+                inputs = readable_records(batch, on_unreadable, description)
+                if not inputs:
+                    continue  # every image of the batch was unreadable
+                recorder.set_image_sizes([tuple(x["image"].shape[-2:]) for x in inputs])
+                with recorder:
+                    outputs = model(inputs)
+                handle(inputs, outputs, recorder.pop())
                 elapsed = time.perf_counter() - start
                 eta = timedelta(seconds=int(elapsed / done * (total - done)))
                 log_every_n_seconds(logging.INFO, "%s: %d/%d batches, ETA %s" % (description, done, total, eta), n=PROGRESS_PERIOD_S)
     finally:
         model.train(was_training)
     logger.info("%s: %d batches in %.1f s", description, total, time.perf_counter() - start)
+
+
+def readable_records(batch, on_unreadable: Optional[Callable], description: str) -> list:
+    """The batch's readable records; each unreadable marker goes to ``on_unreadable`` (an error without one)."""
+    for record in batch:
+        if is_unreadable(record):
+            if on_unreadable is None:
+                raise ValueError("%s: cannot read %s (%s)" % (description, record["file_name"], record[UNREADABLE_KEY]))
+            on_unreadable(record)
+    return [record for record in batch if not is_unreadable(record)]
 
 
 def build_reference(model, data_loader, *, grid: int, threshold_ratio: float, threshold_stat: str, description: str) -> Reference:
