@@ -239,8 +239,21 @@ def test_malformed_entries_and_bad_files_fail_clearly_naming_them(data, tmp_path
     for key, value, message in broken:
         with pytest.raises(ValueError, match=message):
             register(key, repr(value))
+    # The tool stops before it writes anything: no half-written output.
+    output_dir = tmp_path / "not_written"
+    argv = ["--config-file", CONFIG, "--output-dir", str(output_dir), *own_opts(data)]
+    argv[argv.index("IMAGESCORE.REGISTER_DATASETS") + 1] = repr(entries(data) + ["own_photos=folder:%s" % empty])
     with pytest.raises(ValueError, match="image folder %s holds no image" % empty):
-        register("IMAGESCORE.REGISTER_DATASETS", repr(entries(data) + ["own_photos=folder:%s" % empty]))
+        score_voc.main(score_voc.parse_args(argv))
+    assert not output_dir.exists()
+    missing_image = tmp_path / "missing_image.json"
+    with open(data / "test.json") as f:
+        payload = json.load(f)
+    payload["images"][1]["file_name"] = "gone.jpg"
+    missing_image.write_text(json.dumps(payload))
+    with pytest.raises(FileNotFoundError, match="%s names 1 image file.*gone.jpg" % missing_image):
+        register("IMAGESCORE.REGISTER_DATASETS", repr(entries(data) + ["gone=coco:%s:%s" % (missing_image, data / "voc" / "VOC2007" / "JPEGImages")]),
+                 test="gone")
     with pytest.raises(ValueError, match="test dataset 'own_voc_default' has classes \\['aeroplane'"):
         register("IMAGESCORE.REGISTER_DATASETS", repr(entries(data) + ["own_voc_default=voc:%s:test" % (data / "voc" / "VOC2007")]),
                  test="own_voc_default")
