@@ -258,6 +258,9 @@ def test_malformed_entries_and_bad_files_fail_clearly_naming_them(data, tmp_path
         register("IMAGESCORE.REGISTER_DATASETS", repr(entries(data) + ["own_voc_default=voc:%s:test" % (data / "voc" / "VOC2007")]),
                  test="own_voc_default")
 
+    with pytest.raises(ValueError, match="test dataset 'own_photos' has no class list: an image folder can only be unlabelled"):
+        register(test="own_photos")
+
     voc = tmp_path / "VOC_broken"
     shutil.copytree(data / "voc" / "VOC2007", voc)
     xml_file = voc / "Annotations" / "2007_500001.xml"  # the first test image

@@ -206,13 +206,13 @@ def check_class_lists(cfg) -> None:
     labelled = list(cfg.IMAGESCORE.LABELLED_DATASETS)
     if not labelled:
         return
-    expected = class_names_of(labelled[0], "labelled")
-    if expected is None:
-        raise ValueError("labelled dataset %r has no class list (a folder set can only be unlabelled)" % labelled[0])
     roles = [(n, "labelled") for n in labelled] + [(n, "training") for n in cfg.DATASETS.TRAIN] + [(n, "test") for n in cfg.DATASETS.TEST]
+    expected = class_names_of(labelled[0], "labelled")
     for name, role in roles:
         found = class_names_of(name, role)
-        if found is None or list(found) != list(expected):
+        if found is None:
+            raise ValueError("%s dataset %r has no class list: an image folder can only be unlabelled" % (role, name))
+        if list(found) != list(expected):
             raise ValueError(
                 "%s dataset %r has classes %s, but labelled dataset %r has %s; they must be the same, in the same order"
                 % (role, name, found, labelled[0], list(expected))
