@@ -30,6 +30,9 @@ def add_imagescore_config(cfg: CN) -> None:
     _C.IMAGESCORE.VGG.OUT_FEATURE = "vgg_conv5"
 
     # ---- Data (paper §3.2).
+    # Datasets the tools register before using any: "NAME=coco:JSON_FILE:IMAGE_DIR",
+    # "NAME=voc:DIR:SPLIT[:CLASS1,CLASS2,...]" or "NAME=folder:DIR" (see imagescore_det/data/registry.py).
+    _C.IMAGESCORE.REGISTER_DATASETS = []
     # Labelled datasets: the reference set, and the training data before the swap.
     _C.IMAGESCORE.LABELLED_DATASETS = ("voc_2007_trainval",)
     # Unlabelled datasets: scored at the swap; the best are pseudo-labelled and added to training.

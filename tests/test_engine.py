@@ -157,7 +157,7 @@ def test_box_mode_through_the_config_alone(demo_run, data_root, tmp_path, capsys
     train_net.main(train_args(tmp_path / "train", 5, "IMAGESCORE.SCORE_MODE", "box", "IMAGESCORE.BOX.AGGREGATE", "mean"))
     with open(tmp_path / "train" / "log.txt") as f:
         log = f.read()
-    assert "Scored the pseudo boxes of 10 images of synthetic_voc_2012_trainval (ranking 'score', aggregate 'mean')" in log
+    assert "Scored 10 images of synthetic_voc_2012_trainval (box mode)" in log and "Box mode ranks by 'score', aggregate 'mean'" in log
     assert "Swapped the training loader at iteration 4" in log
     info = COCO(str(tmp_path / "train" / "pseudo_labels.json")).dataset["info"]
     assert info["score_mode"] == "box" and info["box"]["aggregate"] == "mean"

@@ -98,18 +98,40 @@ def test_bad_files_are_refused_by_name(tmp_path):
         build_pseudo_label_json([image("a", [(0, 0, 5, 5)], [7], [0.9])], CLASSES, keep_empty=False, info={})
 
 
+def test_pseudo_labels_take_the_labelled_sets_own_category_ids(tmp_path):
+    """A COCO-format labelled set with ids 10, 20, 30: the pseudo labels use them, and load onto the same classes."""
+    images = [image("b", [(10, 20, 50, 60), (0, 0, 30, 40)], [2, 0], [0.9, 0.8])]
+    payload = build_pseudo_label_json(images, CLASSES, keep_empty=False, info={}, category_ids=[10, 20, 30])
+    assert [(c["id"], c["name"]) for c in payload["categories"]] == [(10, "cat"), (20, "dog"), (30, "bird")]
+    assert [a["category_id"] for a in payload["annotations"]] == [30, 10]
+    path = str(tmp_path / "pseudo.json")
+    write_json(path, payload)
+    with pytest.raises(ValueError, match="categories"):
+        register_pseudo_labels("imagescore_test_ids", path, CLASSES)  # 1..K expected: refused
+    assert register_pseudo_labels("imagescore_test_ids", path, CLASSES, [10, 20, 30]) == 1
+    (record,) = DatasetCatalog.get("imagescore_test_ids")
+    assert [a["category_id"] for a in record["annotations"]] == [2, 0]  # contiguous ids: bird, cat
+    with pytest.raises(ValueError, match="must rise"):
+        build_pseudo_label_json(images, CLASSES, keep_empty=False, info={}, category_ids=[30, 20, 10])
+    DatasetCatalog.remove("imagescore_test_ids")
+    MetadataCatalog.remove("imagescore_test_ids")
+
+
 def test_csv_has_one_row_per_image_with_rank_selected_and_terms(tmp_path):
     images = [image("a", score=-2.0), image("b", [(0, 0, 5, 5)], [0], [0.9], score=-0.5)]
-    header, rows = score_table(images, ranks=[2, 1], selected=[False, True])
+    unreadable = [ScoredImage.unreadable("c", "/data/a/c.png", "UnidentifiedImageError: cannot identify image file")]
+    header, rows = score_table(images, ranks=[2, 1], selected=[False, True], unreadable=unreadable)
     path = str(tmp_path / "scores.csv")
     write_csv(path, header, rows)
     with open(path, newline="") as f:
         read = list(csv.DictReader(f))
     assert list(read[0]) == [
-        "image_id", "file_name", "score", "rank", "selected", "confidence", "num_pseudo_labels", "term:conv1", "term:conv2"
+        "image_id", "file_name", "score", "rank", "selected", "confidence", "num_pseudo_labels", "scored", "error",
+        "term:conv1", "term:conv2",
     ]
-    summary = [(r["image_id"], r["rank"], r["selected"], r["num_pseudo_labels"]) for r in read]
-    assert summary == [("a", "2", "0", "0"), ("b", "1", "1", "1")]
+    summary = [(r["image_id"], r["rank"], r["selected"], r["num_pseudo_labels"], r["scored"]) for r in read]
+    assert summary == [("a", "2", "0", "0", "1"), ("b", "1", "1", "1", "1"), ("c", "", "0", "0", "0")]
+    assert read[2]["error"].startswith("UnidentifiedImageError") and read[2]["score"] == read[2]["term:conv1"] == ""
     assert float(read[1]["term:conv1"]) + float(read[1]["term:conv2"]) == pytest.approx(float(read[1]["score"]))
 
 

@@ -14,6 +14,9 @@ images; "box": each pseudo box against its class's reference), so that the table
 box score (min and mean over an image's boxes), confidence, the score x confidence rank product and
 random on the same detections, and a per-box table gives the AUROC with which box score, confidence
 and their combination separate correct pseudo boxes from wrong ones.
+Without ground truth (an image folder, see datasets/README.md) it writes the four files and says that
+precision and recall need ground truth; images that cannot be read are skipped, named in a warning,
+and listed in the CSV as not scored.
 
 ``--weights A B C`` scores several teachers (each into OUTPUT/teacher<k>/) and writes the mean and
 standard deviation of every cell over them, so that a difference can be told from noise.
@@ -49,6 +52,7 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from imagescore_det import build_config
+from imagescore_det.data.registry import register_config_datasets
 from imagescore_det.data.voc import prepare_synthetic_data
 from imagescore_det.engine import score_unlabelled, write_selection
 from imagescore_det.engine.box_quality import box_auroc, compare_modes, markdown_table, mean_and_sd
@@ -89,6 +93,7 @@ def setup(args):
     cfg = build_config(args.config_file, args.opts)
     setup_logger(name="detectron2", distributed_rank=comm.get_rank())
     setup_logger(name="imagescore_det", distributed_rank=comm.get_rank())
+    register_config_datasets(cfg)
     return cfg
 
 
@@ -168,8 +173,11 @@ def report(cfg, args, reference, by_mode, truth, weights, output_dir):
         % (written["num_selected"], scored, fraction, scored, written["num_pseudo_labelled_images"])
     )
     result = {"written": written, "table": None, "box_auroc": None}
+    if written["num_unreadable"]:
+        print("Skipped %d unreadable image(s), listed in the CSV as not scored" % written["num_unreadable"])
     if len(by_mode) == 2:
-        rows = compare_modes(by_mode["image"], by_mode["box"], truth, cfg.IMAGESCORE.SELECT_FRACTION, seed=args.seed)
+        scored = {mode: [image for image in found if not image.error] for mode, found in by_mode.items()}
+        rows = compare_modes(scored["image"], scored["box"], truth, cfg.IMAGESCORE.SELECT_FRACTION, seed=args.seed)
         paths = write_table(rows, output_dir)
         print(
             "Pseudo labels at confidence >= %g vs ground truth (same class, IoU >= 0.5); all_correct_share is over "
@@ -178,12 +186,15 @@ def report(cfg, args, reference, by_mode, truth, weights, output_dir):
         )
         print(markdown_table(rows))
         print("Wrote %s and %s" % paths)
-        aurocs = box_auroc(by_mode["box"], truth)
+        aurocs = box_auroc(scored["box"], truth)
         paths = write_table(aurocs, output_dir, "box_auroc")
         print("AUROC of each signal for correct vs wrong pseudo boxes (0.5 = chance):\n%s\nWrote %s and %s" % (markdown_table(aurocs), *paths))
         result.update(table=rows, box_auroc=aurocs)
     else:
-        print("The unlabelled set has no ground-truth boxes: no strategy comparison")
+        print(
+            "The unlabelled set has no ground-truth boxes: precision and recall of the pseudo labels need ground "
+            "truth, so the strategies are not compared (the selection and its files are written all the same)"
+        )
     for key in ("reference", "pseudo_labels", "scores", "histogram"):
         print("%-14s %s" % (key, written[key]))
     return result

@@ -22,23 +22,35 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from imagescore_det import build_config
+from imagescore_det.data.registry import register_config_datasets
 from imagescore_det.data.voc import prepare_synthetic_data
-from imagescore_det.engine import ImageScoreTrainer, output_paths
+from imagescore_det.engine import ImageScoreTrainer, output_paths, protocol_of
+from imagescore_det.engine.evaluation import COCO_STYLE_KEY
 
 logger = logging.getLogger("imagescore_det")
 
 
 def setup(args):
-    """Config from Detectron2's defaults + IMAGESCORE keys + the file + command-line opts."""
+    """Config from Detectron2's defaults + IMAGESCORE keys + the file + command-line opts; registers
+    the datasets of IMAGESCORE.REGISTER_DATASETS."""
     cfg = build_config(args.config_file, args.opts)
     default_setup(cfg, args)
     setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="imagescore_det")
+    register_config_datasets(cfg)
     return cfg
 
 
-def ap50(flat_results):
-    """AP50 from flattened evaluation results (the first test set's, if there are several), or None."""
-    return next((value for key, value in flat_results.items() if key.endswith("bbox/AP50")), None)
+def ap50(flat_results, key="bbox"):
+    """``<key>/AP50`` from flattened evaluation results (the first test set's, if there are several), or None."""
+    value = next((value for name, value in flat_results.items() if name.endswith(key + "/AP50")), None)
+    return value[0] if isinstance(value, tuple) else value  # EventStorage.latest() holds (value, iteration)
+
+
+def ap50_text(cfg, flat_results):
+    """'47.35 (Pascal VOC protocol; COCO-style by pycocotools: 44.10)': the protocol named beside each number."""
+    text = "%.2f (%s" % (ap50(flat_results), protocol_of(cfg.DATASETS.TEST[0]))
+    coco_style = ap50(flat_results, COCO_STYLE_KEY)
+    return text + ("; COCO-style by pycocotools: %.2f)" % coco_style if coco_style is not None else ")")
 
 
 def report(cfg, trainer) -> None:
@@ -46,10 +58,9 @@ def report(cfg, trainer) -> None:
     hook = trainer.swap_hook
     test_sets = ", ".join(cfg.DATASETS.TEST)
     for done, results in list(hook.evaluations.items())[:1]:
-        logger.info("AP50 on %s before the swap (iteration %d): %.2f", test_sets, done, ap50(flatten_results_dict(results)))
-    final = ap50(trainer.storage.latest())
-    if final is not None:
-        logger.info("AP50 on %s at the end (iteration %d): %.2f", test_sets, trainer.max_iter, final[0])
+        logger.info("AP50 on %s before the swap (iteration %d): %s", test_sets, done, ap50_text(cfg, flatten_results_dict(results)))
+    if ap50(trainer.storage.latest()) is not None:
+        logger.info("AP50 on %s at the end (iteration %d): %s", test_sets, trainer.max_iter, ap50_text(cfg, trainer.storage.latest()))
     if hook.swap_iter >= 0:
         files = output_paths(cfg)
         logger.info(

@@ -1,4 +1,6 @@
-"""Data for imagescore_det: VOC-style dataset registration, the synthetic VOC-format generator
+"""Data for imagescore_det: VOC-style dataset registration, datasets declared in the config
+(:mod:`.registry`: COCO, VOC and image-folder sets), image folders and the scoring mapper that
+skips unreadable files (:mod:`.folder`), VOC-to-COCO conversion, the synthetic VOC-format generator
 and pseudo-label I/O.
 
 This file imports nothing on purpose: :mod:`imagescore_det.data.synthetic` uses only PIL and

@@ -10,7 +10,7 @@ import csv
 import dataclasses
 import json
 import os
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from imagescore_det.utils.detectron2_import import require_detectron2
 
@@ -46,6 +46,8 @@ class ScoredImage:
     baseline's per-image score. ``ignore_boxes`` (XYXY) are the less confident detections kept as
     regions that training on pseudo labels neither rewards nor punishes. ``box_scores`` (box mode
     only) scores each pseudo label against its class's reference; ``score`` is then their aggregate.
+    ``error`` is non-empty for an image that could not be read: it was not scored (score NaN), is
+    never selected, and its CSV row says why.
     """
 
     image_id: Any
@@ -60,6 +62,11 @@ class ScoredImage:
     scores: List[float]
     ignore_boxes: List[List[float]] = dataclasses.field(default_factory=list)
     box_scores: List[float] = dataclasses.field(default_factory=list)
+    error: str = ""
+
+    @classmethod
+    def unreadable(cls, image_id: Any, file_name: str, reason: str) -> "ScoredImage":
+        return cls(image_id, file_name, 0, 0, float("nan"), {}, 0.0, [], [], [], error=reason)
 
 
 def image_root_of(images: Sequence[ScoredImage]) -> str:
@@ -70,15 +77,17 @@ def image_root_of(images: Sequence[ScoredImage]) -> str:
 
 
 def build_pseudo_label_json(
-    images: Sequence[ScoredImage], class_names: Sequence[str], *, keep_empty: bool, info: Mapping[str, Any]
+    images: Sequence[ScoredImage], class_names: Sequence[str], *, keep_empty: bool, info: Mapping[str, Any],
+    category_ids: Optional[Sequence[int]] = None,
 ) -> Dict[str, Any]:
-    """COCO-style dict of the selected ``images`` (best first): boxes as xywh, category ids 1..K.
+    """COCO-style dict of the selected ``images`` (best first): boxes as xywh, one category per class.
 
     Each image entry also lists its ``ignore_boxes`` as XYXY pixels (not annotations: no class).
-
-    Images without pseudo labels are dropped unless ``keep_empty``. ``info`` is copied into the
-    file's info block together with the image root and the counts.
+    ``category_ids`` are the classes' ids in contiguous order (default 1..K; a COCO-format labelled
+    set passes its own, so the pseudo labels use its ids). Images without pseudo labels are dropped
+    unless ``keep_empty``. ``info`` is copied into the file's info block with the image root and counts.
     """
+    category_ids = _category_ids(class_names, category_ids)
     kept = [image for image in images if image.boxes or keep_empty]
     root = image_root_of(kept)
     coco_images, annotations = [], []
@@ -104,7 +113,7 @@ def build_pseudo_label_json(
                 {
                     "id": len(annotations) + 1,
                     "image_id": number,
-                    "category_id": int(cls) + 1,
+                    "category_id": int(category_ids[cls]),
                     "bbox": [float(x0), float(y0), width, height],
                     "area": width * height,
                     "iscrowd": 0,
@@ -118,22 +127,37 @@ def build_pseudo_label_json(
         num_annotations=len(annotations),
         num_dropped_empty=len(images) - len(kept),
     )
-    categories = [{"id": index + 1, "name": name} for index, name in enumerate(class_names)]
+    categories = [{"id": int(category_id), "name": name} for category_id, name in zip(category_ids, class_names)]
     return {"info": full_info, "images": coco_images, "annotations": annotations, "categories": categories}
 
 
-def score_table(images: Sequence[ScoredImage], ranks: Sequence[int], selected: Sequence[bool]) -> Tuple[List[str], List[list]]:
-    """Header and rows of the per-image CSV: id, file, score, rank (1 = best), selected, terms."""
+def _category_ids(class_names: Sequence[str], category_ids: Optional[Sequence[int]]) -> List[int]:
+    if category_ids is None:
+        return list(range(1, len(class_names) + 1))
+    if len(category_ids) != len(class_names) or list(category_ids) != sorted(set(category_ids)):
+        raise ValueError("category ids %s must rise and match the classes %s one to one" % (list(category_ids), list(class_names)))
+    return list(category_ids)
+
+
+def score_table(
+    images: Sequence[ScoredImage], ranks: Sequence[int], selected: Sequence[bool], *, unreadable: Sequence[ScoredImage] = ()
+) -> Tuple[List[str], List[list]]:
+    """Header and rows of the per-image CSV: id, file, score, rank (1 = best), selected, terms.
+
+    ``unreadable`` images follow as rows with no score, rank or terms and ``scored`` 0, ``error`` saying why.
+    """
     layers = list(images[0].terms) if images else []
-    header = ["image_id", "file_name", "score", "rank", "selected", "confidence", "num_pseudo_labels"]
+    header = ["image_id", "file_name", "score", "rank", "selected", "confidence", "num_pseudo_labels", "scored", "error"]
     header += ["term:%s" % layer for layer in layers]
     rows = []
     for image, rank, chosen in zip(images, ranks, selected):
         if list(image.terms) != layers:
             raise ValueError("image %r has per-layer terms for %s, expected %s" % (image.image_id, list(image.terms), layers))
         row = [image.image_id, image.file_name, repr(float(image.score)), int(rank), int(bool(chosen))]
-        row += [repr(float(image.confidence)), len(image.boxes)]
+        row += [repr(float(image.confidence)), len(image.boxes), 1, ""]
         rows.append(row + [repr(float(image.terms[layer])) for layer in layers])
+    for image in unreadable:
+        rows.append([image.image_id, image.file_name, "", "", 0, "", 0, 0, image.error] + [""] * len(layers))
     return header, rows
 
 
@@ -164,16 +188,18 @@ def load_pseudo_labels(path: str) -> Dict[str, Any]:
     return payload
 
 
-def register_pseudo_labels(name: str, json_file: str, class_names: Sequence[str]) -> int:
+def register_pseudo_labels(
+    name: str, json_file: str, class_names: Sequence[str], category_ids: Optional[Sequence[int]] = None
+) -> int:
     """(Re-)register ``json_file`` as dataset ``name``; return how many images it holds.
 
-    Refuses a file whose categories are not 1..K in ``class_names`` order, since the labelled
-    set's contiguous class ids would then disagree with the pseudo labels'.
+    Refuses a file whose categories are not ``category_ids`` (default 1..K) in ``class_names``
+    order, since the labelled set's contiguous class ids would then disagree with the pseudo labels'.
     """
     payload = load_pseudo_labels(json_file)
     categories = sorted(payload["categories"], key=lambda category: category["id"])
     found = [(category["id"], category["name"]) for category in categories]
-    expected = [(index + 1, class_name) for index, class_name in enumerate(class_names)]
+    expected = list(zip(_category_ids(class_names, category_ids), class_names))
     if found != expected:
         raise ValueError("%s has categories %s, but the labelled set's classes are %s" % (json_file, found, expected))
     if name in DatasetCatalog.list():

@@ -25,7 +25,7 @@ from ..data.pseudo_labels import ScoredImage  # noqa: E402
 from ..modeling.box_recording import BoxRecorder, to_input_boxes  # noqa: E402
 from ..scoring import ClassReferences, ReferenceBuilder  # noqa: E402
 from .box_ranking import BOX_AGGREGATES, BOX_RANKINGS, box_ranking_values  # noqa: E402
-from .scoring import check_unique_ids, run_recorded, to_scored_image, unwrap_model  # noqa: E402
+from .scoring import gather_scored, keep_unreadable, run_recorded, to_scored_image, unlabelled_loader, unwrap_model  # noqa: E402
 from .selection import labelled_class_names  # noqa: E402
 from .selection_quality import ground_truth_from_dicts  # noqa: E402
 
@@ -112,7 +112,7 @@ def score_images_by_box(
         images.extend(batch)
 
     with recorder.capture():
-        run_recorded(model, data_loader, grid=grid, description="Box scoring pass", handle=handle)
+        run_recorded(model, data_loader, grid=grid, description="Box scoring pass", handle=handle, on_unreadable=keep_unreadable(images))
     return images
 
 
@@ -135,19 +135,16 @@ def score_unlabelled_by_box(cfg, model, *, description: str) -> Tuple[ClassRefer
     )
     logger.info("Built per-class box references from %s: %s", ", ".join(labelled), references.metadata["examples_per_class"])
     shard = score_images_by_box(
-        model, build_detection_test_loader(cfg, list(settings.UNLABELLED_DATASETS)), references,
+        model, unlabelled_loader(cfg), references,
         grid=settings.GRID, formula=settings.FORMULA, pseudo_score_thresh=settings.PSEUDO_SCORE_THRESH,
         aggregate=settings.BOX.AGGREGATE, layers=settings.BOX.LAYERS,
         ignore_score_thresh=settings.PSEUDO_TRAINING.IGNORE_SCORE_THRESH,
     )
-    images = [image for part in comm.gather(shard) for image in part]
+    images = gather_scored(shard, "%s (box mode)" % ", ".join(settings.UNLABELLED_DATASETS))
     if comm.is_main_process():
-        check_unique_ids(images)
-        values = box_ranking_values(images, settings.BOX.RANKING, settings.BOX.AGGREGATE, empty_score=references.lowest_score)
-        for image, value in zip(images, values):
+        scored = [image for image in images if not image.error]  # unreadable images keep their NaN score
+        values = box_ranking_values(scored, settings.BOX.RANKING, settings.BOX.AGGREGATE, empty_score=references.lowest_score)
+        for image, value in zip(scored, values):
             image.score = float(value)
-        logger.info(
-            "Scored the pseudo boxes of %d images of %s (ranking %r, aggregate %r)",
-            len(images), ", ".join(settings.UNLABELLED_DATASETS), settings.BOX.RANKING, settings.BOX.AGGREGATE,
-        )
+        logger.info("Box mode ranks by %r, aggregate %r", settings.BOX.RANKING, settings.BOX.AGGREGATE)
     return references, images

@@ -18,7 +18,7 @@ from detectron2.utils import comm  # noqa: E402
 
 from ..data.pseudo_labels import register_pseudo_labels  # noqa: E402
 from .scoring import score_unlabelled  # noqa: E402
-from .selection import labelled_class_names, output_paths, selection_seed, write_selection  # noqa: E402
+from .selection import labelled_category_ids, labelled_class_names, output_paths, selection_seed, write_selection  # noqa: E402
 
 __all__ = ["PseudoLabelSwapHook"]
 
@@ -102,7 +102,7 @@ class PseudoLabelSwapHook(HookBase):
         datasets; training then reads the labelled set alone.
         """
         name = self.cfg.IMAGESCORE.PSEUDO_DATASET_NAME
-        count = register_pseudo_labels(name, self.json_file, labelled_class_names(self.cfg))
+        count = register_pseudo_labels(name, self.json_file, labelled_class_names(self.cfg), labelled_category_ids(self.cfg))
         if count == 0:
             logger.warning(
                 "%s holds no pseudo-labelled image (no detection reached IMAGESCORE.PSEUDO_SCORE_THRESH=%g)",

@@ -9,7 +9,7 @@ combined across ranks and the scored images are gathered on the main process.
 import logging
 import time
 from datetime import timedelta
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -22,10 +22,14 @@ from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.logger import log_every_n_seconds  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
+from ..data.folder import SkipUnreadableMapper, UNREADABLE_KEY, is_unreadable  # noqa: E402
 from ..data.pseudo_labels import ScoredImage  # noqa: E402
 from ..scoring import Reference, ReferenceBuilder  # noqa: E402
 
-__all__ = ["unwrap_model", "run_recorded", "build_reference", "to_scored_image", "score_images", "score_unlabelled", "check_unique_ids"]
+__all__ = [
+    "unwrap_model", "run_recorded", "build_reference", "to_scored_image", "score_images", "keep_unreadable",
+    "unlabelled_loader", "gather_scored", "score_unlabelled", "check_unique_ids",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +42,15 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def run_recorded(model, data_loader, *, grid: int, description: str, handle: Callable) -> None:
+def run_recorded(
+    model, data_loader, *, grid: int, description: str, handle: Callable, on_unreadable: Optional[Callable] = None
+) -> None:
     """Run ``model`` in eval mode over ``data_loader``, calling ``handle(inputs, outputs, acts)`` per batch.
 
     ``model`` must have a recording backbone (``MODEL.BACKBONE.NAME: build_imagescore_backbone``).
-    The model's train/eval mode is restored afterwards, even after an error.
+    Records that ``SkipUnreadableMapper`` marked as unreadable go to ``on_unreadable(record)``
+    instead of the model (without it they are an error). The model's train/eval mode is restored
+    afterwards, even after an error.
     """
     model = unwrap_model(model)
     if not hasattr(model.backbone, "recorder"):
@@ -56,7 +64,10 @@ def run_recorded(model, data_loader, *, grid: int, description: str, handle: Cal
     model.eval()
     try:
         with torch.inference_mode():
-            for done, inputs in enumerate(data_loader, start=1):
+            for done, batch in enumerate(data_loader, start=1):
+                inputs = readable_records(batch, on_unreadable, description)
+                if not inputs:
+                    continue  # every image of the batch was unreadable
                 recorder.set_image_sizes([tuple(x["image"].shape[-2:]) for x in inputs])
                 with recorder:
                     outputs = model(inputs)
@@ -67,6 +78,16 @@ def run_recorded(model, data_loader, *, grid: int, description: str, handle: Cal
     finally:
         model.train(was_training)
     logger.info("%s: %d batches in %.1f s", description, total, time.perf_counter() - start)
+
+
+def readable_records(batch, on_unreadable: Optional[Callable], description: str) -> list:
+    """The batch's readable records; each unreadable marker goes to ``on_unreadable`` (an error without one)."""
+    for record in batch:
+        if is_unreadable(record):
+            if on_unreadable is None:
+                raise ValueError("%s: cannot read %s (%s)" % (description, record["file_name"], record[UNREADABLE_KEY]))
+            on_unreadable(record)
+    return [record for record in batch if not is_unreadable(record)]
 
 
 def build_reference(model, data_loader, *, grid: int, threshold_ratio: float, threshold_stat: str, description: str) -> Reference:
@@ -107,7 +128,10 @@ def score_images(
     ignore_score_thresh: float = 1.0,
 ) -> List[ScoredImage]:
     """This rank's images with their score, per-layer terms, mean confidence and pseudo labels; detections
-    with confidence in [ignore_score_thresh, pseudo_score_thresh) become ignore boxes (SPEC §2 item 8)."""
+    with confidence in [ignore_score_thresh, pseudo_score_thresh) become ignore boxes (SPEC §2 item 8).
+
+    An image the loader's mapper could not read is kept, in its place, as ``ScoredImage.unreadable``.
+    """
     images: List[ScoredImage] = []
 
     def handle(inputs, outputs, acts):
@@ -119,7 +143,30 @@ def score_images(
                 record, output, image_terms, pseudo_score_thresh=pseudo_score_thresh, ignore_score_thresh=ignore_score_thresh
             ))
 
-    run_recorded(model, data_loader, grid=grid, description="Scoring pass", handle=handle)
+    run_recorded(model, data_loader, grid=grid, description="Scoring pass", handle=handle, on_unreadable=keep_unreadable(images))
+    return images
+
+
+def keep_unreadable(images: List[ScoredImage]) -> Callable:
+    """An ``on_unreadable`` callback that keeps each unreadable image in ``images``, in its place."""
+    return lambda record: images.append(ScoredImage.unreadable(record["image_id"], record["file_name"], record[UNREADABLE_KEY]))
+
+
+def unlabelled_loader(cfg):
+    """Detectron2's test loader over IMAGESCORE.UNLABELLED_DATASETS; an image that cannot be read becomes
+    a marker record (SkipUnreadableMapper) rather than ending an hour-long pass."""
+    return build_detection_test_loader(cfg, list(cfg.IMAGESCORE.UNLABELLED_DATASETS), mapper=SkipUnreadableMapper(cfg, False))
+
+
+def gather_scored(shard: List[ScoredImage], description: str) -> List[ScoredImage]:
+    """Every rank's scored images on the main process (others get []), ids checked, unreadable ones reported."""
+    images = [image for part in comm.gather(shard) for image in part]
+    if comm.is_main_process():
+        unreadable = [image.file_name for image in images if image.error]
+        logger.info("Scored %d images of %s", len(images) - len(unreadable), description)
+        if unreadable:
+            logger.warning("Skipped %d unreadable image(s), recorded as not scored: %s", len(unreadable), ", ".join(unreadable))
+        check_unique_ids(images)
     return images
 
 
@@ -151,17 +198,14 @@ def score_unlabelled(cfg, model, *, description: str) -> Tuple[Reference, List[S
     logger.info("Built the reference from %d images of %s", reference.metadata["num_images"], ", ".join(settings.LABELLED_DATASETS))
     shard = score_images(
         model,
-        build_detection_test_loader(cfg, list(settings.UNLABELLED_DATASETS)),
+        unlabelled_loader(cfg),
         reference,
         grid=settings.GRID,
         formula=settings.FORMULA,
         pseudo_score_thresh=settings.PSEUDO_SCORE_THRESH,
         ignore_score_thresh=settings.PSEUDO_TRAINING.IGNORE_SCORE_THRESH,
     )
-    images = [image for part in comm.gather(shard) for image in part]
-    if comm.is_main_process():
-        logger.info("Scored %d images of %s (formula %r)", len(images), ", ".join(settings.UNLABELLED_DATASETS), settings.FORMULA)
-        check_unique_ids(images)
+    images = gather_scored(shard, "%s (formula %r)" % (", ".join(settings.UNLABELLED_DATASETS), settings.FORMULA))
     return reference, images
 
 

@@ -24,7 +24,10 @@ from ..data.pseudo_labels import ScoredImage, build_pseudo_label_json, score_tab
 from ..reports.detection import plot_score_histogram  # noqa: E402
 from ..scoring import Reference, count_to_keep, rank_by_score, select_top_fraction  # noqa: E402
 
-__all__ = ["STRATEGIES", "select_by_strategy", "selection_seed", "output_paths", "labelled_class_names", "write_selection"]
+__all__ = [
+    "STRATEGIES", "select_by_strategy", "selection_seed", "output_paths", "labelled_class_names", "labelled_category_ids",
+    "write_selection",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -83,14 +86,25 @@ def labelled_class_names(cfg) -> Sequence[str]:
     return MetadataCatalog.get(cfg.IMAGESCORE.LABELLED_DATASETS[0]).thing_classes
 
 
+def labelled_category_ids(cfg) -> Sequence[int]:
+    """The pseudo labels' category ids, in contiguous-id order: a COCO-format labelled set's own, else 1..K."""
+    mapping = MetadataCatalog.get(cfg.IMAGESCORE.LABELLED_DATASETS[0]).get("thing_dataset_id_to_contiguous_id")
+    if not mapping:
+        return list(range(1, len(labelled_class_names(cfg)) + 1))
+    return [dataset_id for dataset_id, _ in sorted(mapping.items(), key=lambda item: item[1])]
+
+
 def write_selection(
     cfg, reference: Reference, images: Sequence[ScoredImage], *, model_info: Mapping, output_dir: Optional[str] = None
 ) -> Dict[str, object]:
     """Keep ``images`` by IMAGESCORE.SELECTION and write the four files; return paths and counts.
 
     The CSV's rank is always the image-score rank; its ``selected`` column marks what the strategy kept.
+    Images that could not be read (``error`` set) are left out of the selection and listed in the CSV.
     """
     settings = cfg.IMAGESCORE
+    unreadable = [image for image in images if image.error]
+    images = [image for image in images if not image.error]
     if not images:
         raise ValueError("IMAGESCORE.UNLABELLED_DATASETS %s holds no images to score" % (list(settings.UNLABELLED_DATASETS),))
     paths = output_paths(cfg, output_dir)
@@ -116,6 +130,7 @@ def write_selection(
         "num_selected": int(selected.sum()),
         "score_mode": settings.SCORE_MODE,
         "box": {"layers": list(settings.BOX.LAYERS), "aggregate": settings.BOX.AGGREGATE, "ranking": settings.BOX.RANKING},
+        "unreadable_images": [image.file_name for image in unreadable],
         "formula": settings.FORMULA,
         "grid": settings.GRID,
         "threshold_ratio": settings.THRESHOLD_RATIO,
@@ -126,11 +141,12 @@ def write_selection(
         "date_created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     payload = build_pseudo_label_json(
-        [images[i] for i in selected_indices], labelled_class_names(cfg), keep_empty=settings.KEEP_EMPTY, info=info
+        [images[i] for i in selected_indices], labelled_class_names(cfg), keep_empty=settings.KEEP_EMPTY, info=info,
+        category_ids=labelled_category_ids(cfg),
     )
     reference.save(paths["reference"])
     write_json(paths["pseudo_labels"], payload)
-    write_csv(paths["scores"], *score_table(images, ranks, selected))
+    write_csv(paths["scores"], *score_table(images, ranks, selected, unreadable=unreadable))
     plot_score_histogram(
         [image.score for image in images], selected, paths["histogram"],
         title="Image scores of %s (%d kept of %d)" % (", ".join(settings.UNLABELLED_DATASETS), selected.sum(), len(images)),
@@ -144,6 +160,7 @@ def write_selection(
     )
     return {
         "num_scored": len(images),
+        "num_unreadable": len(unreadable),
         "num_selected": int(selected.sum()),
         "num_pseudo_labelled_images": payload["info"]["num_images"],
         "num_pseudo_labels": payload["info"]["num_annotations"],

@@ -1,6 +1,7 @@
-"""Detectron2's DefaultTrainer with the swap hook and Pascal VOC evaluation (SPEC §2 step 7).
+"""Detectron2's DefaultTrainer with the swap hook and an evaluator per test set (SPEC §2 step 7).
 
-Only what differs is overridden: the evaluator (Detectron2's VOC AP, the paper's metric), the
+Only what differs is overridden: the evaluator (by the test set's ``evaluator_type``: VOC AP50, the
+paper's metric, with COCO-style AP beside it, or COCOEvaluator; see :mod:`.evaluation`), the
 hook list (DefaultTrainer's hooks plus the swap hook, placed before the checkpointer so that a
 checkpoint written at the swap iteration already records the swap) and the train loader, which after
 the swap zips the labelled loader with a pseudo-labelled one (SPEC §2 item 8).
@@ -14,10 +15,10 @@ require_detectron2()
 
 from detectron2.data import build_detection_train_loader  # noqa: E402
 from detectron2.engine import DefaultTrainer, hooks  # noqa: E402
-from detectron2.evaluation import PascalVOCDetectionEvaluator  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 
 from ..data.pseudo_mapper import PseudoLabelDatasetMapper  # noqa: E402
+from .evaluation import build_evaluator  # noqa: E402
 from .hooks import PseudoLabelSwapHook  # noqa: E402
 
 __all__ = ["ImageScoreTrainer", "MixedTrainLoader", "pseudo_ims_per_batch"]
@@ -79,8 +80,8 @@ class ImageScoreTrainer(DefaultTrainer):
         return MixedTrainLoader(labelled, pseudo)
 
     @classmethod
-    def build_evaluator(cls, cfg, dataset_name):
-        return PascalVOCDetectionEvaluator(dataset_name)
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        return build_evaluator(cfg, dataset_name, output_folder)
 
     def build_hooks(self):
         hook_list = super().build_hooks()

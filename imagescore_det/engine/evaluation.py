@@ -1,0 +1,94 @@
+"""The evaluator of a test set follows its ``evaluator_type`` (issue 11).
+
+- ``"coco"``: Detectron2's ``COCOEvaluator``; its ``bbox/AP50`` is the COCO protocol.
+- ``"pascal_voc"``: Detectron2's ``PascalVOCDetectionEvaluator`` (the paper's metric; results under
+  ``"bbox"``, so ``bbox/AP50`` is the VOC AP50 everywhere in this project) and, beside it, COCO-style
+  AP/AP50 computed by pycocotools' own ``COCOeval`` under ``"bbox_coco"``.
+
+The two protocols give different numbers on the same model (VOC 2007's 11-point AP vs COCO's
+101-point interpolation; VOC ignores "difficult" boxes, the COCO conversion counts them), so every
+log line names the protocol.
+"""
+import logging
+import os
+
+from imagescore_det.utils.detectron2_import import require_detectron2
+
+require_detectron2()
+
+from detectron2.data import MetadataCatalog  # noqa: E402
+from detectron2.evaluation import COCOEvaluator, DatasetEvaluators, PascalVOCDetectionEvaluator  # noqa: E402
+
+__all__ = ["COCO_STYLE_KEY", "COCOStyleEvaluator", "VOCAndCOCOStyleEvaluator", "build_evaluator", "protocol_of"]
+
+logger = logging.getLogger(__name__)
+
+#: Results key of the COCO-style metrics on a VOC-format test set ("bbox" stays the VOC protocol's).
+COCO_STYLE_KEY = "bbox_coco"
+
+
+def protocol_of(dataset_name: str) -> str:
+    """Which protocol ``bbox/AP50`` of this test set follows, for log lines."""
+    kind = MetadataCatalog.get(dataset_name).get("evaluator_type")
+    return {"coco": "COCO protocol", "pascal_voc": "Pascal VOC protocol"}.get(kind, "evaluator_type %r" % kind)
+
+
+class COCOStyleEvaluator(COCOEvaluator):
+    """COCO-style box AP of a set that is not in COCO format, with pycocotools' reference COCOeval.
+
+    Detectron2 converts the set to a COCO file in ``output_dir`` and remembers that file in the
+    set's metadata; the path is forgotten again here, so a later evaluator (another output folder,
+    a re-registered set) converts afresh instead of reading a stale or deleted file.
+    """
+
+    def __init__(self, dataset_name: str, output_dir: str):
+        metadata = MetadataCatalog.get(dataset_name)
+        converted = not hasattr(metadata, "json_file")
+        super().__init__(dataset_name, tasks=("bbox",), output_dir=output_dir, use_fast_impl=False, allow_cached_coco=False)
+        if converted:
+            del metadata.json_file
+        self._dataset_name = dataset_name
+
+    def evaluate(self, img_ids=None):
+        results = super().evaluate(img_ids)
+        if not results:
+            return results
+        box = results.pop("bbox")
+        logger.info(
+            "COCO-style evaluation of %s (pycocotools COCOeval, IoU 0.50:0.95, 101-point; reported as %s/*): AP=%.2f, AP50=%.2f",
+            self._dataset_name, COCO_STYLE_KEY, box["AP"], box["AP50"],
+        )
+        return {COCO_STYLE_KEY: box, **results}
+
+
+class VOCAndCOCOStyleEvaluator(DatasetEvaluators):
+    """Detectron2's VOC evaluator (results under ``bbox``) and :class:`COCOStyleEvaluator` beside it."""
+
+    def __init__(self, dataset_name: str, output_dir: str):
+        super().__init__([PascalVOCDetectionEvaluator(dataset_name), COCOStyleEvaluator(dataset_name, output_dir)])
+        self._dataset_name = dataset_name
+
+    def evaluate(self):
+        results = super().evaluate()
+        if results and "bbox" in results and COCO_STYLE_KEY in results:
+            year = MetadataCatalog.get(self._dataset_name).year
+            logger.info(
+                "AP50 on %s: %.2f by the Pascal VOC protocol (%s metric; bbox/AP50), %.2f COCO-style by pycocotools (%s/AP50)",
+                self._dataset_name, results["bbox"]["AP50"], "11-point VOC2007" if year == 2007 else "area-under-curve VOC2012",
+                results[COCO_STYLE_KEY]["AP50"], COCO_STYLE_KEY,
+            )
+        return results
+
+
+def build_evaluator(cfg, dataset_name: str, output_folder: str = None):
+    """The evaluator for ``dataset_name``'s ``evaluator_type``; files go to ``OUTPUT_DIR/inference/<name>``."""
+    output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+    kind = MetadataCatalog.get(dataset_name).get("evaluator_type")
+    if kind == "coco":
+        return COCOEvaluator(dataset_name, output_dir=output_folder)
+    if kind == "pascal_voc":
+        return VOCAndCOCOStyleEvaluator(dataset_name, output_folder)
+    raise ValueError(
+        "test dataset %r has evaluator_type %r: only COCO-format ('coco') and VOC-format ('pascal_voc') sets "
+        "can be evaluated (an image folder has no annotations)" % (dataset_name, kind)
+    )
