@@ -47,6 +47,7 @@ from tqdm import tqdm  # noqa: E402
 from imagescore_det import build_config  # noqa: E402
 from imagescore_det.data.pseudo_labels import load_pseudo_labels  # noqa: E402
 from imagescore_det.data.voc import prepare_synthetic_data  # noqa: E402
+from imagescore_det.engine.evaluation import COCO_STYLE_KEY  # noqa: E402
 from imagescore_det.engine.selection import output_paths  # noqa: E402
 from imagescore_det.engine.selection_quality import ground_truth_from_dicts, pseudo_label_file_quality  # noqa: E402
 from imagescore_det.reports.study import plot_curves, summarize, write_runs, write_summary  # noqa: E402
@@ -60,6 +61,8 @@ TEACHER_CHECKPOINT = "teacher.pth"
 DONE = "done.json"
 #: DefaultTrainer's PeriodicWriter period: metrics.json is written every 20 iterations.
 WRITER_PERIOD = 20
+#: Where the evaluator of a VOC-format test set puts its COCO-style AP50.
+COCO_STYLE_AP50 = COCO_STYLE_KEY + "/AP50"
 
 
 def parse_args(argv=None):
@@ -124,16 +127,18 @@ def run_opts(cfg, opts, seed: int, name: str, output_dir: str):
 
 
 def evaluations(output_dir: str, max_iter: int):
-    """``{iterations done: (AP50, AP)}`` from Detectron2's metrics.json (VOC's bbox/AP50 and bbox/AP).
+    """``{iterations done: (AP50, AP, COCO-style AP50 or None)}`` from Detectron2's metrics.json.
 
-    EvalHook stores a periodic evaluation at iteration ``done - 1`` and the final one at ``max_iter``.
+    AP50 and AP are the Pascal VOC protocol's (``bbox/AP50``, ``bbox/AP``: the paper's metric);
+    the COCO-style AP50 by pycocotools (``bbox_coco/AP50``) is kept beside them where the evaluator
+    wrote it. EvalHook stores a periodic evaluation at iteration ``done - 1`` and the final one at ``max_iter``.
     """
     found = {}
     with open(os.path.join(output_dir, "metrics.json")) as f:
         for line in f:
             record = json.loads(line)
             if "bbox/AP50" in record:
-                found[min(record["iteration"] + 1, max_iter)] = (record["bbox/AP50"], record["bbox/AP"])
+                found[min(record["iteration"] + 1, max_iter)] = (record["bbox/AP50"], record["bbox/AP"], record.get(COCO_STYLE_AP50))
     return found
 
 
@@ -193,7 +198,10 @@ class Study:
         stats = record.get("pseudo_labels", {})
         points = {int(k): (v, {}) for k, v in teacher["evaluations"].items() if int(k) <= swap}
         points.update({int(k): (v, stats) for k, v in record["evaluations"].items() if int(k) > swap})
-        return [dict(extra, arm=arm, seed=seed, iteration=it, ap50=ap50, ap=ap) for it, ((ap50, ap), extra) in sorted(points.items())]
+        return [
+            dict(extra, arm=arm, seed=seed, iteration=it, ap50=values[0], ap=values[1], ap50_coco=(list(values) + [None])[2])
+            for it, (values, extra) in sorted(points.items())
+        ]
 
 
 def run_study(args, command: str):
@@ -222,9 +230,11 @@ def run_study(args, command: str):
     summary = summarize(rows)
     write_runs(os.path.join(study.root, "runs.csv"), rows)
     trained = sum(r["seconds"] for r in [f.result() for f in teachers.values()] + [f.result() for f in arms.values()])
+    protocol = ("AP50 and AP are Detectron2's Pascal VOC protocol (bbox/AP50, the paper's metric); runs.csv's ap50_coco is "
+                "the COCO-style AP50 by pycocotools (bbox_coco/AP50), about 3 points apart on the same model.")
     note = "Wall time of this command: %.1f min (%d processes at a time, %d thread(s) each); the runs' own times add up to %.1f min." % (
         (time.time() - started) / 60, args.jobs, args.threads, trained / 60)
-    write_summary(summary, os.path.join(study.root, "summary.csv"), os.path.join(study.root, "summary.md"), command=command, notes=[note])
+    write_summary(summary, os.path.join(study.root, "summary.csv"), os.path.join(study.root, "summary.md"), command=command, notes=[protocol, note])
     plot_curves(rows, os.path.join(study.root, "ap50_curves.png"), swap_iter=cfg.IMAGESCORE.SWAP_ITER,
                 title="AP50 against iteration (%d seeds)" % len(args.seeds))
     print("Wrote runs.csv, summary.csv, summary.md and ap50_curves.png to %s (%.0f s)" % (study.root, time.time() - started))

@@ -24,7 +24,7 @@ from ..utils.io import atomic_write
 
 __all__ = ["RUN_COLUMNS", "SUMMARY_COLUMNS", "read_runs", "write_runs", "final_ap50", "summarize", "write_summary", "plot_curves"]
 
-RUN_COLUMNS = ["arm", "seed", "iteration", "ap50", "ap", "images", "boxes", "precision", "recall"]
+RUN_COLUMNS = ["arm", "seed", "iteration", "ap50", "ap", "ap50_coco", "images", "boxes", "precision", "recall"]
 SUMMARY_COLUMNS = ["arm", "seeds", "iteration", "ap50_mean", "ap50_sd", "ap_mean", "delta_vs_control", "p_value", "gap_closed"]
 
 
