@@ -3,11 +3,9 @@
 One short demo training (8 iterations, swap at 4) is shared by the tests that read its outputs;
 resuming, the standalone scoring tool and a two-process scoring run each add a few seconds.
 """
-import importlib.util
 import json
 import os
 import re
-import sys
 
 import pytest
 import torch
@@ -25,6 +23,8 @@ from imagescore_det.data.voc import register_synthetic_voc, synthetic_root  # no
 from imagescore_det.engine import ImageScoreTrainer  # noqa: E402
 from imagescore_det.scoring import ClassReferences, Reference  # noqa: E402
 
+from tool_loader import load_tool  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_DATA = {"num_labelled": 6, "num_unlabelled": 10, "num_test": 4, "seed": 0}
 # The demo config made cheaper; a threshold of 0 makes even an 8-iteration model pseudo-label something.
@@ -36,15 +36,6 @@ TINY_OPTS = [
     "IMAGESCORE.SYNTHETIC.NUM_LABELLED", "6", "IMAGESCORE.SYNTHETIC.NUM_UNLABELLED", "10",
     "IMAGESCORE.SYNTHETIC.NUM_TEST", "4", "IMAGESCORE.SYNTHETIC.SEED", "0",
 ]
-
-
-def load_tool(name):
-    """Import tools/<name>.py as module ``name``; registered in sys.modules so that launch() can pickle its main."""
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "tools", name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 train_net = load_tool("train_net")

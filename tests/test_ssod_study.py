@@ -1,9 +1,7 @@
 """tools/ssod_study.py end to end on a tiny schedule: one teacher, two arms from it, resumable."""
 import csv
-import importlib.util
 import json
 import os
-import sys
 
 import pytest
 
@@ -11,6 +9,8 @@ pytest.importorskip("detectron2")
 pytestmark = pytest.mark.detectron2
 
 from imagescore_det.data.voc import register_synthetic_voc, synthetic_root  # noqa: E402
+
+from tool_loader import load_tool  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
@@ -20,14 +20,6 @@ TINY = [
     "IMAGESCORE.SWAP_ITER", "20", "SOLVER.MAX_ITER", "80", "SOLVER.STEPS", "(60,)", "TEST.EVAL_PERIOD", "20",
     "IMAGESCORE.SYNTHETIC.NUM_LABELLED", "4", "IMAGESCORE.SYNTHETIC.NUM_UNLABELLED", "6", "IMAGESCORE.SYNTHETIC.NUM_TEST", "2",
 ]
-
-
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "tools", name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 ssod_study = load_tool("ssod_study")
