@@ -165,7 +165,7 @@ def test_class_references_save_their_mode_and_classes(tmp_path):
 
 def scored(image_id, box_scores, confidences):
     return ScoredImage(image_id, "%s.jpg" % image_id, 10, 10, 0.0, {}, 0.0, [[0, 0, 1, 1]] * len(confidences),
-                       [0] * len(confidences), list(confidences), list(box_scores))
+                       [0] * len(confidences), list(confidences), box_scores=list(box_scores))
 
 
 def test_rankings_aggregate_boxes_and_put_images_without_boxes_last():

@@ -74,7 +74,7 @@ def test_training_swaps_at_iteration_4_and_logs_each_step(demo_run):
     assert "Kept 3 of 10 scored images (image_score, top 0.3, ceil)" in log
     assert (
         "Swapped the training loader at iteration 4: it now reads "
-        "synthetic_voc_2007_trainval + imagescore_pseudo_labels (3 pseudo-labelled images, zipped, PSEUDO_RATIO 1)"
+        "synthetic_voc_2007_trainval + imagescore_pseudo_labels (3 pseudo-labelled images, zipped, PSEUDO_RATIO 0.5)"
     ) in log
     with open(os.path.join(demo_run, "metrics.json")) as f:
         metrics = [json.loads(line) for line in f if '"iteration"' in line]
@@ -243,7 +243,7 @@ def test_two_processes_score_select_and_write_like_one(demo_run, tmp_path, monke
     [
         ("voc_ssl.yaml", "build_vgg16_backbone", "voc_2007_trainval", 60000, 70000),
         ("voc_ssl_R50.yaml", "build_resnet_backbone", "voc_2007_trainval", 60000, 70000),
-        ("demo_ssl.yaml", "build_vgg16_backbone", "synthetic_voc_2007_trainval", 900, 1200),
+        ("demo_ssl.yaml", "build_vgg16_backbone", "synthetic_voc_2007_trainval", 1200, 1500),
     ],
 )
 def test_configs_load_with_the_paper_settings(filename, backbone, labelled, swap_iter, max_iter):
