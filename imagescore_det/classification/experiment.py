@@ -122,7 +122,10 @@ def run_seed(cfg, split: ClassificationSplit, seed: int, modes: Sequence[str], o
     """Train every variant the modes need for one seed; returns ``{variant: record}`` and writes them."""
     variants = variants_for(modes, split.num_classes)
     seed_everything(seed)
-    model = build_model(cfg.MODEL.NAME, split.num_classes, split.labelled.images.shape[1]).to(device)
+    shape = split.labelled.images.shape
+    model = build_model(
+        cfg.MODEL.NAME, split.num_classes, shape[1], width=cfg.MODEL.WIDTH, stem_stride=cfg.MODEL.STEM_STRIDE, input_size=shape[-1]
+    ).to(device)
     layers = recorded_layers(model)
     state = TrainingState.create(model, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
     generator = torch.Generator().manual_seed(derived_seed(seed, 1))
