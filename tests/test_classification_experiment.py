@@ -1,6 +1,8 @@
 """End to end on digits with a one-epoch schedule: runs, assembly, reports, and the command line."""
 import csv
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -105,6 +107,17 @@ def test_report_writes_the_table_figure_and_auroc(experiment, tmp_path):
     assert image.shape[0] > 200 and image.shape[1] > 600
     report = (tmp_path / "report.md").read_text()
     assert "| mean |" in report and "score_intervals.png" in report and "claimed by no model" in report
+
+
+def test_report_names_a_truncated_run_file(experiment, tmp_path):
+    cfg, split, output = experiment
+    damaged = str(tmp_path / "damaged")
+    shutil.copytree(output, damaged)
+    path = os.path.join(damaged, "runs", "seed1", "softmax.npz")
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    with pytest.raises(ValueError, match=r"%s is damaged.*seed 1" % re.escape(path)):
+        write_classification_report(damaged, str(tmp_path / "report"), split.class_names, cfg)
 
 
 def test_output_folder_refuses_runs_of_another_config(experiment):
