@@ -23,7 +23,7 @@ from .models import build_model, recorded_layers
 from .selection import boost_alphas, select_additional
 from .training import TrainingState, derived_seed, seed_everything, train_epoch
 
-__all__ = ["MODES", "variants_for", "run_seed", "run_experiment", "resolve_device"]
+__all__ = ["MODES", "variants_for", "model_from_cfg", "run_seed", "run_experiment", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,14 @@ def _selection_of(variant: str, alphas: Sequence[float]):
     if variant.startswith("boost"):
         return "imagescore", boost_alphas(alphas, int(variant[len("boost") :]))
     return variant, list(alphas)
+
+
+def model_from_cfg(cfg, split: ClassificationSplit) -> torch.nn.Module:
+    """``cfg.MODEL``'s network for the split's image shape and classes, initialised from torch's RNG."""
+    shape = split.labelled.images.shape
+    return build_model(
+        cfg.MODEL.NAME, split.num_classes, shape[1], width=cfg.MODEL.WIDTH, stem_stride=cfg.MODEL.STEM_STRIDE, input_size=shape[-1]
+    )
 
 
 def _predict_parts(model, layers, split: ClassificationSplit, parts: Sequence[str], cfg, device) -> Dict[str, Predictions]:
@@ -122,10 +130,7 @@ def run_seed(cfg, split: ClassificationSplit, seed: int, modes: Sequence[str], o
     """Train every variant the modes need for one seed; returns ``{variant: record}`` and writes them."""
     variants = variants_for(modes, split.num_classes)
     seed_everything(seed)
-    shape = split.labelled.images.shape
-    model = build_model(
-        cfg.MODEL.NAME, split.num_classes, shape[1], width=cfg.MODEL.WIDTH, stem_stride=cfg.MODEL.STEM_STRIDE, input_size=shape[-1]
-    ).to(device)
+    model = model_from_cfg(cfg, split).to(device)
     layers = recorded_layers(model)
     state = TrainingState.create(model, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
     generator = torch.Generator().manual_seed(derived_seed(seed, 1))
