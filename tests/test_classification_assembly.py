@@ -31,3 +31,10 @@ def test_bad_inputs_are_refused():
         assemble_predictions(np.zeros((2, 3), int), np.zeros((2, 4)), np.zeros(3, int))
     with pytest.raises(ValueError, match="finite"):
         assemble_predictions(np.zeros((2, 3), int), np.full((2, 3), np.nan), np.zeros(3, int))
+
+
+def test_scores_of_unclaimed_images_are_not_used():
+    """A boosted model scores only the images it claims (its class's reference); the rest may be NaN."""
+    predictions = np.array([[0, 1, 0], [1, 1, 0]])
+    scores = np.array([[-1.0, np.nan, -2.0], [-0.5, -3.0, np.nan]])
+    assert assemble_predictions(predictions, scores, np.array([7, 7, 7])).tolist() == [1, 1, 0]

@@ -1,6 +1,8 @@
 """End to end on digits with a one-epoch schedule: runs, assembly, reports, and the command line."""
 import csv
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -75,7 +77,7 @@ def test_each_mode_continues_from_the_same_labelled_phase(experiment, tmp_path):
 def test_report_writes_the_table_figure_and_auroc(experiment, tmp_path):
     cfg, split, output = experiment
     written = write_classification_report(output, str(tmp_path), split.class_names, cfg)
-    assert {os.path.basename(p) for p in written} >= {"per_class.csv", "assembly.csv", "auroc.csv", "score_intervals.png", "report.md"}
+    assert {os.path.basename(p) for p in written} >= {"per_class.csv", "vs_softmax.csv", "assembly.csv", "auroc.csv", "score_intervals.png", "report.md"}
     with open(tmp_path / "per_class.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["class"] for r in rows] == split.class_names + ["mean"]
@@ -107,6 +109,17 @@ def test_report_writes_the_table_figure_and_auroc(experiment, tmp_path):
     assert "| mean |" in report and "score_intervals.png" in report and "claimed by no model" in report
 
 
+def test_report_names_a_truncated_run_file(experiment, tmp_path):
+    cfg, split, output = experiment
+    damaged = str(tmp_path / "damaged")
+    shutil.copytree(output, damaged)
+    path = os.path.join(damaged, "runs", "seed1", "softmax.npz")
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    with pytest.raises(ValueError, match=r"%s is damaged.*seed 1" % re.escape(path)):
+        write_classification_report(damaged, str(tmp_path / "report"), split.class_names, cfg)
+
+
 def test_output_folder_refuses_runs_of_another_config(experiment):
     _, _, output = experiment
     with pytest.raises(ValueError, match="another config"):
@@ -116,7 +129,7 @@ def test_output_folder_refuses_runs_of_another_config(experiment):
 def test_help_documents_every_flag():
     result = subprocess.run([sys.executable, TOOL, "--help"], capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO))
     assert result.returncode == 0, result.stderr
-    for flag in ("--config-file", "--mode", "--seeds", "--output-dir", "--report-dir", "--num-threads", "--no-progress", "KEY VALUE"):
+    for flag in ("--config-file", "--mode", "--seeds", "--output-dir", "--report-dir", "--num-threads", "--no-progress", "--report-only", "KEY VALUE"):
         assert flag in result.stdout
     assert "baseline" in result.stdout and "assemble" in result.stdout
 
@@ -130,3 +143,11 @@ def test_command_line_runs_without_detectron2(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "report" / "report.md").exists() and (tmp_path / "out" / "runs" / "seed3" / "imagescore.npz").exists()
     assert (tmp_path / "report" / "per_class.csv").read_text().count("\n") == 12  # header, 10 digits, mean
+    run_file = tmp_path / "out" / "runs" / "seed3" / "imagescore.npz"
+    before = run_file.stat().st_mtime_ns
+    argv[argv.index(str(tmp_path / "report"))] = str(tmp_path / "again")
+    code = "import sys, runpy; sys.argv = %r; runpy.run_path(%r, run_name='__main__')" % (argv[:1] + ["--report-only"] + argv[1:], TOOL)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=REPO))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert run_file.stat().st_mtime_ns == before  # nothing trained again
+    assert (tmp_path / "again" / "per_class.csv").read_text() == (tmp_path / "report" / "per_class.csv").read_text()

@@ -62,6 +62,24 @@ def test_class_reference_is_built_from_that_class_only_across_batches(trained):
     assert not torch.allclose(references[cls].mean[layers[-1]], references[cls + 1].mean[layers[-1]])
 
 
+def test_references_of_some_classes_pass_only_their_images_and_leave_other_scores_nan(trained):
+    split, model, layers = trained
+    full, full_predictions = references_and_predictions(split, model, layers)
+    some = build_class_references(model, layers, split.labelled, split.num_classes, batch_size=256, device=CPU, classes=[5, 3])
+    assert sorted(some) == [3, 5] and some[3].metadata["num_images"] == full[3].metadata["num_images"]
+    for layer in layers:  # other batches through the model: equal up to float rounding, as above
+        assert torch.allclose(some[3].mean[layer], full[3].mean[layer], atol=1e-9)
+    predictions = predict_and_score(model, layers, some, split.additional, batch_size=256, device=CPU)
+    assert np.array_equal(predictions.labels, full_predictions.labels)
+    assert np.array_equal(predictions.confidence, full_predictions.confidence)
+    scored = np.isin(predictions.labels, [3, 5])
+    assert scored.any() and not scored.all()
+    assert np.isnan(predictions.scores[~scored]).all()
+    assert np.allclose(predictions.scores[scored], full_predictions.scores[scored])
+    none = predict_and_score(model, layers, {}, split.additional, batch_size=256, device=CPU)
+    assert np.isnan(none.scores).all() and np.array_equal(none.labels, full_predictions.labels)
+
+
 def test_class_without_labelled_images_is_refused(trained):
     split, model, layers = trained
     without_seven = split.labelled.subset(np.flatnonzero(split.labelled.labels.numpy() != 7))
@@ -148,5 +166,8 @@ def test_no_selection_and_boosted_alphas():
     assert boost_alphas([0.2, 0.3, 0.4], 1) == [0.0, 0.3, 0.0]
     boosted = select_additional("imagescore", predictions, boost_alphas([1.0, 1.0, 1.0], 1), np.arange(4))
     assert [len(boosted[c]) for c in range(3)] == [0, 2, 0]
+    only_class_one_scored = Predictions(np.array([0, 1, 1, 2]), np.ones(4), np.array([np.nan, -2.0, -1.0, np.nan]))
+    boosted = select_additional("imagescore", only_class_one_scored, boost_alphas([0.5, 0.5, 0.5], 1), np.arange(4))
+    assert boosted[1].tolist() == [2] and len(boosted[0]) == len(boosted[2]) == 0
     with pytest.raises(ValueError, match="selection mode"):
         select_additional("random", predictions, [0.5] * 3, np.arange(4))

@@ -197,6 +197,17 @@ def test_non_finite_activations_name_image_and_layer():
     clean["conv"][1, 0, 0, 0] = float("inf")
     with pytest.raises(ValueError, match="layer 'conv' for image #1"):
         reference.score(clean)
+    clean["conv"][1, 0, 0, 0], clean["conv"][3, 0, 0, 0] = float("inf"), float("-inf")  # the sum is NaN, not inf
+    with pytest.raises(ValueError, match="layer 'conv' for image #1"):
+        reference.score(clean)
+
+
+def test_finite_activations_whose_sum_overflows_are_accepted():
+    acts = random_acts(4, seed=17)
+    acts["fc"][:, :2] = 3e38  # every unit finite in float32, their sum is not
+    assert not torch.isfinite(acts["fc"].sum())
+    scores = build(acts).score(acts)
+    assert torch.isfinite(scores).all()
 
 
 @pytest.mark.parametrize("ratio", [0.0, -0.5, 1.5])

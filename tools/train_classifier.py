@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from imagescore_det.classification import MODES, load_classification_config, run_experiment
+from imagescore_det.classification import MODES, load_classification_config, load_split, run_experiment
 from imagescore_det.reports import write_classification_report
 
 
@@ -38,6 +38,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     parser.add_argument(
+        "--report-only", action="store_true", help="train nothing: write the report of the runs already in --output-dir"
+    )
+    parser.add_argument(
         "opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides, e.g. SOLVER.EPOCHS_LABELLED 5"
     )
     return parser
@@ -55,8 +58,11 @@ def main(args) -> None:
     cfg = setup(args)
     seeds = args.seeds if args.seeds else list(cfg.SEEDS)
     started = time.perf_counter()
-    split = run_experiment(cfg, args.mode, seeds, args.output_dir, progress=not args.no_progress)
-    written = write_classification_report(args.output_dir, args.report_dir or args.output_dir, split.class_names, cfg)
+    if args.report_only:
+        class_names = load_split(cfg).class_names
+    else:
+        class_names = run_experiment(cfg, args.mode, seeds, args.output_dir, progress=not args.no_progress).class_names
+    written = write_classification_report(args.output_dir, args.report_dir or args.output_dir, class_names, cfg)
     logging.getLogger("train_classifier").info(
         "done in %.1f s; wrote %s", time.perf_counter() - started, ", ".join(written)
     )

@@ -23,7 +23,8 @@ def assemble_predictions(
 
     Args:
         predictions: int [K, N], model k's predicted class for each image.
-        scores: float [K, N], model k's image score of each image (higher is better, finite).
+        scores: float [K, N], model k's image score of each image (higher is better; finite where
+            model k claims the image, unused elsewhere).
         base_predictions: int [N], the base model's predictions, used for unclaimed images.
         boosted_classes: the class model k is boosted for; defaults to k.
 
@@ -37,12 +38,13 @@ def assemble_predictions(
             "predictions %s and scores %s must be [models, images] and match base_predictions %s"
             % (predictions.shape, scores.shape, base.shape)
         )
-    if not np.isfinite(scores).all():
-        raise ValueError("scores must be finite (model %d holds a non-finite score)" % np.argwhere(~np.isfinite(scores))[0, 0])
     classes = np.arange(len(predictions)) if boosted_classes is None else np.asarray(boosted_classes, dtype=np.int64)
     if classes.shape != (len(predictions),):
         raise ValueError("boosted_classes must name one class per model (%d), got %r" % (len(predictions), boosted_classes))
     claimed = predictions == classes[:, None]
+    if not np.isfinite(scores[claimed]).all():
+        bad = np.argwhere(claimed & ~np.isfinite(scores))[0]
+        raise ValueError("scores of claimed images must be finite (model %d, image %d)" % (bad[0], bad[1]))
     claim_scores = np.where(claimed, scores, -np.inf)
     winner = claim_scores.argmax(axis=0)  # first maximum on ties
     return np.where(claimed.any(axis=0), classes[winner], base)

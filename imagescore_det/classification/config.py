@@ -8,6 +8,7 @@ from typing import Sequence
 from yacs.config import CfgNode
 
 from ..scoring import constants
+from .models import MODEL_NAMES
 
 __all__ = ["get_classification_cfg", "load_classification_config", "PAPER_LABELLED_FRACTION", "PAPER_TEST_FRACTION"]
 
@@ -15,21 +16,26 @@ __all__ = ["get_classification_cfg", "load_classification_config", "PAPER_LABELL
 PAPER_LABELLED_FRACTION = 0.6
 #: CIFAR-10's test set is 10,000 of its 60,000 images; used where a dataset has no test split.
 PAPER_TEST_FRACTION = 1 / 6
+#: What ``DATA.NAME`` accepts.
+DATASET_NAMES = ("digits", "cifar10", "fashion_mnist")
 
 
 def get_classification_cfg() -> CfgNode:
     """A fresh config holding the defaults (digits, small CNN, the paper's proportions)."""
     cfg = CfgNode()
     cfg.DATA = CfgNode()
-    cfg.DATA.NAME = "digits"  # "digits" (scikit-learn, always present) or "cifar10" (torchvision files)
-    cfg.DATA.ROOT = "datasets"  # CIFAR-10: the folder that holds cifar-10-batches-py/
+    cfg.DATA.NAME = "digits"  # "digits" (scikit-learn, always present), "cifar10" or "fashion_mnist" (files on disk)
+    cfg.DATA.ROOT = "datasets"  # CIFAR-10: holds cifar-10-batches-py/; Fashion-MNIST: the four .gz IDX files
+    cfg.DATA.CACHE_DIR = "datasets"  # Fashion-MNIST: the .gz files are unpacked to CACHE_DIR/FashionMNIST/raw/
     cfg.DATA.LABELLED_FRACTION = PAPER_LABELLED_FRACTION  # labelled share of the training pool; rest = additional
     cfg.DATA.TEST_FRACTION = PAPER_TEST_FRACTION  # held out as test set where the dataset has no test split
     cfg.DATA.SPLIT_SEED = 0  # one split for every training seed, so that runs are paired on the same images
     cfg.DATA.VERIFY_CHECKSUMS = True  # CIFAR-10: check torchvision's MD5 sums of the official files
 
     cfg.MODEL = CfgNode()
-    cfg.MODEL.NAME = "small_cnn"  # "small_cnn" | "vgg16" | "vgg16_bn" | "resnet18"
+    cfg.MODEL.NAME = "small_cnn"  # "small_cnn" | "vgg_small" | "vgg16" | "vgg16_bn" | "resnet18"
+    cfg.MODEL.WIDTH = 0  # channels of the first stage; 0 = the model's usual width (ResNet18: 64, vgg_small: 16)
+    cfg.MODEL.STEM_STRIDE = 1  # ResNet18: stride of the 3x3 stem (2 quarters the cost on 28x28 inputs)
 
     cfg.SOLVER = CfgNode()
     cfg.SOLVER.EPOCHS_LABELLED = 100  # phase 1: labelled images only (paper: 100)
@@ -81,14 +87,16 @@ def load_classification_config(path: str, opts: Sequence[str] = ()) -> CfgNode:
 def check_classification_cfg(cfg: CfgNode, source: str = "config") -> None:
     """Refuse values that would fail later, naming the key at fault."""
     problems = []
-    if cfg.DATA.NAME not in ("digits", "cifar10"):
-        problems.append("DATA.NAME must be 'digits' or 'cifar10', got %r" % cfg.DATA.NAME)
+    if cfg.DATA.NAME not in DATASET_NAMES:
+        problems.append("DATA.NAME must be one of %s, got %r" % (DATASET_NAMES, cfg.DATA.NAME))
     if not 0.0 < cfg.DATA.LABELLED_FRACTION < 1.0:
         problems.append("DATA.LABELLED_FRACTION must lie in (0, 1), got %r" % cfg.DATA.LABELLED_FRACTION)
     if not 0.0 < cfg.DATA.TEST_FRACTION < 1.0:
         problems.append("DATA.TEST_FRACTION must lie in (0, 1), got %r" % cfg.DATA.TEST_FRACTION)
-    if cfg.MODEL.NAME not in ("small_cnn", "vgg16", "vgg16_bn", "resnet18"):
-        problems.append("MODEL.NAME must be small_cnn, vgg16, vgg16_bn or resnet18, got %r" % cfg.MODEL.NAME)
+    if cfg.MODEL.NAME not in MODEL_NAMES:
+        problems.append("MODEL.NAME must be one of %s, got %r" % (MODEL_NAMES, cfg.MODEL.NAME))
+    if cfg.MODEL.WIDTH < 0 or cfg.MODEL.STEM_STRIDE < 1:
+        problems.append("MODEL.WIDTH must be >= 0 and MODEL.STEM_STRIDE >= 1")
     for key in ("EPOCHS_LABELLED", "EPOCHS_ADDITIONAL"):
         if cfg.SOLVER[key] < 0:
             problems.append("SOLVER.%s must be >= 0, got %r" % (key, cfg.SOLVER[key]))

@@ -1,11 +1,14 @@
 """Datasets for the classification mode, split into labelled / additional / test (SPEC §3).
 
 Every part is held in memory as one normalised float tensor: the datasets used here (digits,
-CIFAR-10) fit, and per-epoch re-scoring of the additional images is then a plain batched loop.
+CIFAR-10, Fashion-MNIST) fit, and per-epoch re-scoring of the additional images is then a plain batched loop.
 The split is stratified by class and fixed by its own seed, so that every training seed sees the
 same images and results of different seeds are paired.
 """
+import gzip
 import os
+import shutil
+import zlib
 from dataclasses import dataclass
 from typing import List, Tuple
 
@@ -13,15 +16,23 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
-from torchvision.datasets import CIFAR10
+from torchvision.datasets import CIFAR10, FashionMNIST
 
-__all__ = ["ImageSet", "ClassificationSplit", "stratified_split", "load_split"]
+from ..utils.io import atomic_write
+
+__all__ = ["ImageSet", "ClassificationSplit", "stratified_split", "load_split", "prepare_fashion_mnist"]
 
 #: Per-channel mean and standard deviation of CIFAR-10's training images (the usual constants).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 #: Offset of CIFAR-10 test image ids, so that ids are unique across the three parts.
 CIFAR10_TEST_ID_OFFSET = 50000
+#: Where Debian's package ``dataset-fashion-mnist`` installs the four gzipped IDX files.
+FASHION_MNIST_PACKAGE, FASHION_MNIST_ROOT = "dataset-fashion-mnist", "/usr/share/datasets/fashion-mnist"
+#: Mean and standard deviation of Fashion-MNIST's training pixels (scaled to [0, 1]).
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530
+#: Offset of Fashion-MNIST test image ids (the training set has 60,000 images).
+FASHION_MNIST_TEST_ID_OFFSET = 60000
 
 
 @dataclass
@@ -122,6 +133,51 @@ def load_cifar10_split(root: str, *, labelled_fraction: float, seed: int, verify
     return ClassificationSplit(labelled, additional, _cifar10_image_set(test, CIFAR10_TEST_ID_OFFSET), list(train.classes))
 
 
+def prepare_fashion_mnist(root: str, cache_dir: str) -> str:
+    """The root that torchvision's ``FashionMNIST`` reads: ``root`` itself when it already holds
+    ``FashionMNIST/raw/`` with the uncompressed files, else ``cache_dir`` after unpacking the four
+    ``.gz`` files of ``root`` (the Debian package's layout) into ``cache_dir/FashionMNIST/raw/``.
+
+    Unpacked on every call, each file written atomically: the bytes depend only on the .gz files,
+    so a stale or half-written copy can never be read.
+    """
+    names = [os.path.splitext(name)[0] for name, _ in FashionMNIST.resources]
+    if all(os.path.isfile(os.path.join(root, "FashionMNIST", "raw", name)) for name in names):
+        return root
+    missing = [name + ".gz" for name in names if not os.path.isfile(os.path.join(root, name + ".gz"))]
+    if missing:
+        raise ValueError(
+            "Fashion-MNIST not found: %s has no %s (nor FashionMNIST/raw/). Install the Debian package %s "
+            "(apt-get install %s puts the files in %s) or set DATA.ROOT; nothing is downloaded at run time."
+            % (root, missing[0], FASHION_MNIST_PACKAGE, FASHION_MNIST_PACKAGE, FASHION_MNIST_ROOT)
+        )
+    raw = os.path.join(cache_dir, "FashionMNIST", "raw")
+    for name in names:
+        try:
+            with gzip.open(os.path.join(root, name + ".gz"), "rb") as source, atomic_write(os.path.join(raw, name), "wb") as target:
+                shutil.copyfileobj(source, target)
+        except (OSError, EOFError, zlib.error) as error:
+            raise ValueError("cannot unpack %s: %s" % (os.path.join(root, name + ".gz"), error)) from error
+    return cache_dir
+
+
+def _fashion_mnist_image_set(dataset: FashionMNIST, id_offset: int) -> ImageSet:
+    images = (dataset.data.numpy()[:, None].astype(np.float32) / 255.0 - FASHION_MNIST_MEAN) / FASHION_MNIST_STD
+    return _image_set(images, dataset.targets.numpy(), id_offset + np.arange(len(images)))
+
+
+def load_fashion_mnist_split(root: str, cache_dir: str, *, labelled_fraction: float, seed: int) -> ClassificationSplit:
+    """Fashion-MNIST through torchvision's reader: the 60,000 training images split labelled /
+    additional (stratified), the 10,000 test images as test."""
+    torchvision_root = prepare_fashion_mnist(root, cache_dir)
+    try:
+        train, test = (FashionMNIST(torchvision_root, train=flag, download=False) for flag in (True, False))
+    except (RuntimeError, ValueError, AssertionError) as error:  # torchvision's checks of the IDX headers
+        raise ValueError("Fashion-MNIST files in %s are damaged: %s" % (os.path.join(torchvision_root, "FashionMNIST", "raw"), error)) from error
+    labelled, additional = _labelled_and_additional(_fashion_mnist_image_set(train, 0), labelled_fraction, seed)
+    return ClassificationSplit(labelled, additional, _fashion_mnist_image_set(test, FASHION_MNIST_TEST_ID_OFFSET), list(train.classes))
+
+
 def load_split(cfg) -> ClassificationSplit:
     """The split that ``cfg.DATA`` describes."""
     data = cfg.DATA
@@ -131,4 +187,6 @@ def load_split(cfg) -> ClassificationSplit:
         return load_cifar10_split(
             data.ROOT, labelled_fraction=data.LABELLED_FRACTION, seed=data.SPLIT_SEED, verify_checksums=data.VERIFY_CHECKSUMS
         )
-    raise ValueError("DATA.NAME must be 'digits' or 'cifar10', got %r" % data.NAME)
+    if data.NAME == "fashion_mnist":
+        return load_fashion_mnist_split(data.ROOT, data.CACHE_DIR, labelled_fraction=data.LABELLED_FRACTION, seed=data.SPLIT_SEED)
+    raise ValueError("DATA.NAME must be 'digits', 'cifar10' or 'fashion_mnist', got %r" % data.NAME)

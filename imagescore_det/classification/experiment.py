@@ -23,7 +23,7 @@ from .models import build_model, recorded_layers
 from .selection import boost_alphas, select_additional
 from .training import TrainingState, derived_seed, seed_everything, train_epoch
 
-__all__ = ["MODES", "variants_for", "run_seed", "run_experiment", "resolve_device"]
+__all__ = ["MODES", "variants_for", "model_from_cfg", "run_seed", "run_experiment", "resolve_device"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +59,20 @@ def _selection_of(variant: str, alphas: Sequence[float]):
     return variant, list(alphas)
 
 
-def _predict_parts(model, layers, split: ClassificationSplit, parts: Sequence[str], cfg, device) -> Dict[str, Predictions]:
-    """Per-class references from the labelled images with the model as it is now, then each part's predictions."""
+def model_from_cfg(cfg, split: ClassificationSplit) -> torch.nn.Module:
+    """``cfg.MODEL``'s network for the split's image shape and classes, initialised from torch's RNG."""
+    shape = split.labelled.images.shape
+    return build_model(
+        cfg.MODEL.NAME, split.num_classes, shape[1], width=cfg.MODEL.WIDTH, stem_stride=cfg.MODEL.STEM_STRIDE, input_size=shape[-1]
+    )
+
+
+def _predict_parts(model, layers, split: ClassificationSplit, parts: Sequence[str], cfg, device, classes=None) -> Dict[str, Predictions]:
+    """References of ``classes`` (default all) from the labelled images with the model as it is now,
+    then each part's predictions, scored where the predicted class has a reference."""
     options = dict(batch_size=cfg.TEST.BATCH_SIZE, device=device)
-    references = build_class_references(
-        model, layers, split.labelled, split.num_classes,
+    references = {} if classes is not None and not len(classes) else build_class_references(
+        model, layers, split.labelled, split.num_classes, classes=classes,
         threshold_ratio=cfg.IMAGESCORE.THRESHOLD_RATIO, threshold_stat=cfg.IMAGESCORE.THRESHOLD_STAT, **options,
     )
     return {
@@ -73,8 +82,14 @@ def _predict_parts(model, layers, split: ClassificationSplit, parts: Sequence[st
 
 
 def _continue_training(state, start, variant, split, layers, cfg, seed, device, progress) -> Dict[str, np.ndarray]:
-    """Restore the phase-1 state and train the variant's phase 2, re-selecting before every epoch."""
+    """Restore the phase-1 state and train the variant's phase 2, re-selecting before every epoch.
+
+    Selection builds only the references it ranks with (softmax: none; a boosted model: its class);
+    a boosted model is evaluated on the test images against its class's reference only, as assembly
+    needs no more. The other variants keep every class's scores on test and labelled images.
+    """
     mode, alphas = _selection_of(variant, cfg.IMAGESCORE.ALPHAS)
+    ranked = [c for c, a in enumerate(alphas) if mode == "imagescore" and a > 0]
     state.restore(start)
     torch.manual_seed(derived_seed(seed, 2))
     generator = torch.Generator().manual_seed(derived_seed(seed, 2))
@@ -84,7 +99,7 @@ def _continue_training(state, start, variant, split, layers, cfg, seed, device, 
     for _ in tqdm(epochs, desc="seed %d %s" % (seed, variant), leave=False, disable=not progress):
         images, labels = [labelled.images], [labelled.labels]
         if mode != "none":
-            predictions = _predict_parts(state.model, layers, split, ["additional"], cfg, device)["additional"]
+            predictions = _predict_parts(state.model, layers, split, ["additional"], cfg, device, ranked)["additional"]
             chosen = np.concatenate(list(select_additional(mode, predictions, alphas, additional.ids).values()))
             images.append(additional.images[chosen])
             labels.append(torch.as_tensor(predictions.labels[chosen]))
@@ -92,7 +107,9 @@ def _continue_training(state, start, variant, split, layers, cfg, seed, device, 
             correct.append(int((predictions.labels[chosen] == additional.labels.numpy()[chosen]).sum()))
         train_epoch(state, images, labels, batch_size=cfg.SOLVER.BATCH_SIZE, generator=generator, device=device)
     record = {"selected_count": np.asarray(counts, dtype=np.int64), "selected_correct": np.asarray(correct, dtype=np.int64)}
-    for part, predictions in _predict_parts(state.model, layers, split, ["test", "labelled"], cfg, device).items():
+    boosted = variant.startswith("boost")
+    parts = ["test"] if boosted else ["test", "labelled"]
+    for part, predictions in _predict_parts(state.model, layers, split, parts, cfg, device, ranked if boosted else None).items():
         record.update({
             part + "_labels": getattr(split, part).labels.numpy(), part + "_pred": predictions.labels,
             part + "_confidence": predictions.confidence, part + "_score": predictions.scores,
@@ -122,7 +139,7 @@ def run_seed(cfg, split: ClassificationSplit, seed: int, modes: Sequence[str], o
     """Train every variant the modes need for one seed; returns ``{variant: record}`` and writes them."""
     variants = variants_for(modes, split.num_classes)
     seed_everything(seed)
-    model = build_model(cfg.MODEL.NAME, split.num_classes, split.labelled.images.shape[1]).to(device)
+    model = model_from_cfg(cfg, split).to(device)
     layers = recorded_layers(model)
     state = TrainingState.create(model, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
     generator = torch.Generator().manual_seed(derived_seed(seed, 1))

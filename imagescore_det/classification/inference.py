@@ -5,7 +5,7 @@ against the reference of the class the model predicts for it (at test time no la
 Both run in eval mode under ``torch.inference_mode`` and leave the model in eval mode.
 """
 from dataclasses import dataclass
-from typing import Dict, Iterator, Sequence, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -58,15 +58,18 @@ def build_class_references(
     device: torch.device,
     threshold_ratio: float = constants.THRESHOLD_RATIO,
     threshold_stat: str = constants.THRESHOLD_STAT,
+    classes: Optional[Sequence[int]] = None,
 ) -> Dict[int, Reference]:
-    """``{c: reference of the labelled images of class c}``; every class needs at least one image."""
-    missing = sorted(set(range(num_classes)) - set(labelled.labels.tolist()))
+    """``{c: reference of the labelled images of class c}`` for every class, or only for ``classes``
+    (then only their images pass through the model); each class needs at least one image."""
+    classes = list(range(num_classes)) if classes is None else sorted(set(int(c) for c in classes))
+    missing = sorted(set(classes) - set(labelled.labels.tolist()))
     if missing:
         raise ValueError("the labelled set has no image of class %d, so it has no reference" % missing[0])
+    if len(classes) < num_classes:
+        labelled = labelled.subset(np.flatnonzero(np.isin(labelled.labels.numpy(), classes)))
     description = type(model).__name__
-    builders = {
-        c: ReferenceBuilder(threshold_ratio, threshold_stat, grid=0, model=description) for c in range(num_classes)
-    }
+    builders = {c: ReferenceBuilder(threshold_ratio, threshold_stat, grid=0, model=description) for c in classes}
     for rows, _, acts in _recorded_batches(model, layers, labelled.images, batch_size, device):
         labels = labelled.labels[rows]
         for c in labels.unique().tolist():
@@ -85,7 +88,11 @@ def predict_and_score(
     device: torch.device,
     formula: str = constants.FORMULA,
 ) -> Predictions:
-    """Predict every image and score it against the reference of its predicted class."""
+    """Predict every image and score it against the reference of its predicted class.
+
+    ``references`` may hold only some classes (softmax selection needs none): images predicted as
+    a class without a reference get the score NaN.
+    """
     labels = np.empty(len(images), dtype=np.int64)
     confidence = np.empty(len(images), dtype=np.float64)
     scores = np.empty(len(images), dtype=np.float64)
@@ -93,8 +100,8 @@ def predict_and_score(
         probabilities = torch.softmax(logits, dim=1)
         top, predicted = probabilities.max(dim=1)
         labels[rows], confidence[rows] = predicted.numpy(), top.double().numpy()
-        batch_scores = np.empty(len(predicted), dtype=np.float64)
-        for c in predicted.unique().tolist():
+        batch_scores = np.full(len(predicted), np.nan)
+        for c in [c for c in predicted.unique().tolist() if c in references]:
             mask = (predicted == c).numpy()
             batch_scores[mask] = references[c].score(_rows(acts, mask), formula, image_ids=images.ids[rows][mask]).numpy()
         scores[rows] = batch_scores

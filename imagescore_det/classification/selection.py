@@ -24,13 +24,18 @@ def select_additional(
     """``{class c: indices of the chosen images predicted as c, best first}``; their label is c.
 
     Ties are broken by ascending image id, so a fixed model and fixed data give fixed indices.
+    Classes with alpha 0 are not ranked, so their images' ranking values may be NaN.
     """
     if mode not in SELECTION_MODES:
         raise ValueError("selection mode must be one of %s, got %r" % (SELECTION_MODES, mode))
     if mode == "none":
         return {c: np.empty(0, dtype=np.int64) for c in range(len(alphas))}
     ranking = predictions.scores if mode == "imagescore" else predictions.confidence
-    return select_per_class(ranking, predictions.labels, alphas, image_ids)
+    # Classes with alpha 0 add nothing and need no ranking (a boosted model scores its class only).
+    active = {c: float(a) for c, a in enumerate(alphas) if a > 0}
+    rows = np.flatnonzero(np.isin(predictions.labels, list(active)))
+    chosen = select_per_class(ranking[rows], predictions.labels[rows], active, np.asarray(image_ids)[rows])
+    return {c: rows[chosen[c]] if c in chosen else np.empty(0, dtype=np.int64) for c in range(len(alphas))}
 
 
 def boost_alphas(alphas: Sequence[float], boosted_class: int) -> list:

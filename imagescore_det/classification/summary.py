@@ -6,6 +6,7 @@ variants use only the seeds present for all of them, so comparisons stay paired.
 """
 import glob
 import os
+import zipfile
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -33,8 +34,12 @@ def load_runs(output_dir: str) -> Runs:
     runs: Runs = {}
     for path in sorted(glob.glob(os.path.join(output_dir, "runs", "seed*", "*.npz"))):
         seed = int(os.path.basename(os.path.dirname(path))[len("seed") :])
-        with np.load(path) as archive:
-            runs.setdefault(os.path.splitext(os.path.basename(path))[0], {})[seed] = dict(archive)
+        try:
+            with np.load(path) as archive:
+                record = dict(archive)
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:  # truncated or overwritten
+            raise ValueError("run file %s is damaged (%s): delete it and run seed %d again" % (path, error, seed)) from error
+        runs.setdefault(os.path.splitext(os.path.basename(path))[0], {})[seed] = record
     if not runs:
         raise ValueError("no run files under %s" % os.path.join(output_dir, "runs"))
     return runs

@@ -68,6 +68,8 @@ def _markdown(rows: List[dict]) -> str:
 NOTES = {
     "per_class": "Test accuracy, mean over seeds; `p(x)` = one-sided bootstrap p-value of \"x beats baseline\" "
     "(%d resamples of seeds and test images, crossed); the `mean` row is the mean per-class accuracy.",
+    "vs_softmax": "Image-score selection against softmax selection directly: `p(imagescore)` = one-sided bootstrap "
+    "p-value of \"image score beats softmax\" (same resampling as above).",
     "assembly": "Model k is boosted for class k (image-score selection for class k only); an image claimed by several "
     "models takes the label of the highest image score, an unclaimed one the baseline model's label.",
     "seeds": "Share of all test images classified correctly; sd = standard deviation over seeds.",
@@ -93,6 +95,8 @@ def write_classification_report(output_dir: str, report_dir: str, class_names: S
     tables = {}
     if "baseline" in runs and treatments:
         tables["per_class"] = ("Per-class test accuracy", comparison_table(runs, "baseline", treatments, class_names, **options))
+    if len(treatments) == 2:
+        tables["vs_softmax"] = ("Image score vs softmax", comparison_table(runs, "softmax", ["imagescore"], class_names, **options))
     if present:
         tables["seeds"] = ("Test accuracy per seed", seed_table(runs, present + (["assemble"] if "assemble" in runs else [])))
     if "assemble" in runs:

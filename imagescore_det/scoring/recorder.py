@@ -123,7 +123,7 @@ class ActivationRecorder:
         missing = [name for name in self.layers if not self._chunks[name]]
         if missing:
             raise ValueError("layer %r produced no output: was the model called inside the with block?" % missing[0])
-        acts = {name: torch.cat(chunks) for name, chunks in self._chunks.items()}
+        acts = {name: torch.cat(chunks) if len(chunks) > 1 else chunks[0] for name, chunks in self._chunks.items()}
         self._chunks = {name: [] for name in self.layers}
         counts = {name: len(a) for name, a in acts.items()}
         if len(set(counts.values())) != 1:

@@ -47,7 +47,9 @@ def _per_image_shapes(acts: Activations, image_ids: Optional[Sequence]) -> Tuple
     if image_ids is not None and len(image_ids) != num_images:
         raise ValueError("got %d image ids for %d images" % (len(image_ids), num_images))
     for name, act in acts.items():
-        finite = torch.isfinite(act.flatten(1)).all(dim=1)
+        if bool(torch.isfinite(act.sum())):  # one reduction: any NaN or inf unit makes the sum non-finite
+            continue
+        finite = torch.isfinite(act.flatten(1)).all(dim=1)  # the sum may also have overflowed: check each unit
         if not bool(finite.all()):
             bad = int((~finite).nonzero()[0])
             raise ValueError("non-finite activation in layer %r for %s" % (name, _describe_image(bad, image_ids)))
