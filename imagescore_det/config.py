@@ -56,7 +56,7 @@ def add_imagescore_config(cfg: CN) -> None:
     # Keep a selected image whose detections all fall below PSEUDO_SCORE_THRESH (as an image without boxes).
     _C.IMAGESCORE.KEEP_EMPTY = False
 
-    # ---- Training on pseudo labels (SPEC §2 item 8). Used by MODEL.META_ARCHITECTURE "ImageScoreRCNN",
+    # ---- Training on pseudo labels (docs/method.md §2 item 8). Used by MODEL.META_ARCHITECTURE "ImageScoreRCNN",
     # MODEL.PROPOSAL_GENERATOR.NAME "ImageScoreRPN" and MODEL.ROI_HEADS.NAME "ImageScore{Standard,Res5}ROIHeads";
     # with them, labelled images train exactly as in plain Detectron2. The defaults are conservative;
     # tools/ssod_study.py measures which values the demo/voc configs should choose.
@@ -93,7 +93,7 @@ def add_imagescore_config(cfg: CN) -> None:
     # Generator seed: with the sizes it fixes every byte of the set.
     _C.IMAGESCORE.SYNTHETIC.SEED = 0
 
-    # ---- The image score (SPEC §1).
+    # ---- The image score (docs/method.md §1).
     # Each activation is cropped to its image and average-pooled to C x GRID x GRID (0 = native size).
     _C.IMAGESCORE.GRID = constants.GRID
     # Threshold t[l] = THRESHOLD_RATIO * THRESHOLD_STAT(mean[l]).

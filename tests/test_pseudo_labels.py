@@ -1,4 +1,4 @@
-"""Pseudo-label JSON and CSV (SPEC §2 step 6) and the selection-quality measures, on hand-built data."""
+"""Pseudo-label JSON and CSV (docs/method.md §2 step 6) and the selection-quality measures, on hand-built data."""
 import csv
 import json
 import math

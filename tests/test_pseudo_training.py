@@ -1,4 +1,4 @@
-"""Training on pseudo labels (SPEC §2 item 8) with real Detectron2: ignore regions in the RPN and the ROI
+"""Training on pseudo labels (docs/method.md §2 item 8) with real Detectron2: ignore regions in the RPN and the ROI
 heads, weighted pseudo losses, the flag through JSON -> dataset -> mapper, and the mixed loader."""
 import contextlib
 

@@ -1,4 +1,4 @@
-"""The image score's maths and the properties SPEC §1 requires of it."""
+"""The image score's maths and the properties docs/method.md §1 requires of it."""
 import math
 
 import pytest

@@ -1,4 +1,4 @@
-"""Classification mode (paper §3.1, SPEC §3): per-class image scores, softmax baseline,
+"""Classification mode (paper §3.1, docs/method.md §3): per-class image scores, softmax baseline,
 bootstrap significance and model assembly. PyTorch, torchvision and scikit-learn only; never Detectron2.
 """
 from .assembly import assemble_predictions

@@ -1,4 +1,4 @@
-"""Model assembly: combine models each boosted for one class (SPEC §3).
+"""Model assembly: combine models each boosted for one class (docs/method.md §3).
 
 Model k was trained with image-score selection for class k only. It *claims* a test image when
 it predicts class k for it. An image claimed by several models takes the class of the claimant

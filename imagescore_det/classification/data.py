@@ -1,4 +1,4 @@
-"""Datasets for the classification mode, split into labelled / additional / test (SPEC §3).
+"""Datasets for the classification mode, split into labelled / additional / test (docs/method.md §3).
 
 Every part is held in memory as one normalised float tensor: the datasets used here (digits,
 CIFAR-10, Fashion-MNIST) fit, and per-epoch re-scoring of the additional images is then a plain batched loop.

@@ -2,7 +2,7 @@
 
 Per seed the model is trained on the labelled images for ``SOLVER.EPOCHS_LABELLED`` epochs once;
 every *variant* restores that state and trains ``SOLVER.EPOCHS_ADDITIONAL`` more epochs, re-selecting
-the additional images before each epoch (SPEC §3). Variants: "baseline" (no additional images),
+the additional images before each epoch (docs/method.md §3). Variants: "baseline" (no additional images),
 "softmax", "imagescore", and for model assembly "boost<k>" (image-score selection for class k only)
 followed by "assemble". Each variant's test and training predictions go to
 ``<output>/runs/seed<s>/<variant>.npz`` (written atomically), which the reports read.

@@ -1,4 +1,4 @@
-"""Per-class references and predictions with image scores, streamed batch by batch (SPEC §1, §3).
+"""Per-class references and predictions with image scores, streamed batch by batch (docs/method.md §1, §3).
 
 Class c's reference is built from the labelled images whose true label is c; an image is scored
 against the reference of the class the model predicts for it (at test time no label is known).

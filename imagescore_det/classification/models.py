@@ -1,4 +1,4 @@
-"""Classifiers for small inputs, and the layers whose activations the image score uses (SPEC §1).
+"""Classifiers for small inputs, and the layers whose activations the image score uses (docs/method.md §1).
 
 torchvision's VGG16 and ResNet18 are built for 224x224 ImageNet images; for 32x32 inputs VGG16
 keeps its 13 convolutions but gets a 512-wide classifier on the 1x1 map left after five poolings,

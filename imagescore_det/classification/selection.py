@@ -1,4 +1,4 @@
-"""Which additional images join training this epoch, and with which label (SPEC §3).
+"""Which additional images join training this epoch, and with which label (docs/method.md §3).
 
 Both selection modes use the scoring core's :func:`select_per_class`: the candidates of class c
 are the additional images the model predicts as c, and ``ceil(alpha_c x |candidates_c|)`` of them

@@ -1,4 +1,4 @@
-"""Bootstrap test of an accuracy difference between two training modes (SPEC §3)."""
+"""Bootstrap test of an accuracy difference between two training modes (docs/method.md §3)."""
 from typing import Optional, Sequence
 
 import numpy as np

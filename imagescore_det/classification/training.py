@@ -1,4 +1,4 @@
-"""The training loop: Adam, cross-entropy, seeded shuffling (SPEC §3).
+"""The training loop: Adam, cross-entropy, seeded shuffling (docs/method.md §3).
 
 Training state (model and optimizer) can be snapshotted after the labelled-only phase, so that
 every selection mode of one seed continues from the very same model: differences between modes

@@ -1,10 +1,10 @@
-"""Pseudo labels on disk: COCO-style JSON, the per-image score CSV, and their registration (SPEC §2 step 6).
+"""Pseudo labels on disk: COCO-style JSON, the per-image score CSV, and their registration (docs/method.md §2 step 6).
 
 Building the JSON and the CSV rows are plain functions of :class:`ScoredImage` records, so tests
 and tools use them without a trainer. Every file is written atomically. The JSON's categories are
 1..K in the labelled set's class order, so Detectron2's ``load_coco_json`` maps them onto the same
 contiguous ids as the labelled set. Each registered record carries ``"pseudo_labelled": True`` and
-its ``"ignore_boxes"`` (SPEC §2 item 8), which :class:`PseudoLabelDatasetMapper` keeps.
+its ``"ignore_boxes"`` (docs/method.md §2 item 8), which :class:`PseudoLabelDatasetMapper` keeps.
 """
 import csv
 import dataclasses

@@ -1,4 +1,4 @@
-"""The mapper of pseudo-labelled images (SPEC §2 item 8): Detectron2's DatasetMapper plus the ignore
+"""The mapper of pseudo-labelled images (docs/method.md §2 item 8): Detectron2's DatasetMapper plus the ignore
 boxes, which follow the image through the same geometric transforms, and an optional strong
 photometric augmentation applied to pseudo-labelled records only.
 

@@ -1,4 +1,4 @@
-"""Detectron2 side of the method: scoring over a dataset, the swap hook and the trainer (SPEC §2)."""
+"""Detectron2 side of the method: scoring over a dataset, the swap hook and the trainer (docs/method.md §2)."""
 from imagescore_det.utils.detectron2_import import require_detectron2
 
 require_detectron2()

@@ -1,5 +1,5 @@
 """The swap hook: at ``IMAGESCORE.SWAP_ITER`` score the unlabelled set, write pseudo labels and
-train on labelled + pseudo-labelled images from then on (SPEC §2 step 7).
+train on labelled + pseudo-labelled images from then on (docs/method.md §2 step 7).
 
 The hook only orchestrates; the work is in :mod:`.scoring` and :mod:`.selection`. Its state (when
 the last swap happened and which file it wrote) travels in Detectron2's checkpoints, so a run

@@ -1,5 +1,5 @@
 """Score a dataset with a Detectron2 model: a reference pass over the labelled set, then one pass
-over the unlabelled set that yields both the image scores and the pseudo labels (SPEC §2 steps 2-5).
+over the unlabelled set that yields both the image scores and the pseudo labels (docs/method.md §2 steps 2-5).
 
 Each pass uses Detectron2's test loader (one image per batch, so a score never depends on its
 batch) with the model in eval mode under ``torch.inference_mode``; activations live only as long
@@ -128,7 +128,7 @@ def score_images(
     ignore_score_thresh: float = 1.0,
 ) -> List[ScoredImage]:
     """This rank's images with their score, per-layer terms, mean confidence and pseudo labels; detections
-    with confidence in [ignore_score_thresh, pseudo_score_thresh) become ignore boxes (SPEC §2 item 8).
+    with confidence in [ignore_score_thresh, pseudo_score_thresh) become ignore boxes (docs/method.md §2 item 8).
 
     An image the loader's mapper could not read is kept, in its place, as ``ScoredImage.unreadable``.
     """

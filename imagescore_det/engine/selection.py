@@ -1,4 +1,4 @@
-"""Keep the best images and write what a swap produces (SPEC §2 steps 4-6).
+"""Keep the best images and write what a swap produces (docs/method.md §2 steps 4-6).
 
 One function serves the training hook and ``tools/score_voc.py``: it keeps the top
 ``IMAGESCORE.SELECT_FRACTION`` of the scored images by the ``IMAGESCORE.SELECTION`` strategy (the

@@ -1,10 +1,10 @@
-"""Detectron2's DefaultTrainer with the swap hook and an evaluator per test set (SPEC §2 step 7).
+"""Detectron2's DefaultTrainer with the swap hook and an evaluator per test set (docs/method.md §2 step 7).
 
 Only what differs is overridden: the evaluator (by the test set's ``evaluator_type``: VOC AP50, the
 paper's metric, with COCO-style AP beside it, or COCOEvaluator; see :mod:`.evaluation`), the
 hook list (DefaultTrainer's hooks plus the swap hook, placed before the checkpointer so that a
 checkpoint written at the swap iteration already records the swap) and the train loader, which after
-the swap zips the labelled loader with a pseudo-labelled one (SPEC §2 item 8).
+the swap zips the labelled loader with a pseudo-labelled one (docs/method.md §2 item 8).
 """
 import math
 from typing import Iterable, Iterator, List, Optional

@@ -1,4 +1,4 @@
-"""Faster R-CNN that weighs pseudo-labelled images apart from labelled ones (SPEC §2 item 8).
+"""Faster R-CNN that weighs pseudo-labelled images apart from labelled ones (docs/method.md §2 item 8).
 
 In training, :class:`ImageScoreRCNN` splits each batch on the records' ``pseudo_labelled`` flag.
 Labelled images go through Detectron2's unchanged GeneralizedRCNN forward, so a batch without

@@ -1,4 +1,4 @@
-"""RPN and ROI heads that do not teach what the teacher missed as background (SPEC §2 item 8).
+"""RPN and ROI heads that do not teach what the teacher missed as background (docs/method.md §2 item 8).
 
 A pseudo-labelled image lists only the teacher's confident detections. Inside :meth:`pseudo_mode`
 (entered by :class:`ImageScoreRCNN` for its pseudo-labelled images only) the anchors and proposals

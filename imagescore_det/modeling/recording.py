@@ -24,7 +24,7 @@ __all__ = ["RecordingBackbone", "build_imagescore_backbone", "default_recorded_l
 
 
 def default_recorded_layers(backbone: Backbone) -> List[str]:
-    """The per-image layers of ``backbone`` that the image score records by default (SPEC §1).
+    """The per-image layers of ``backbone`` that the image score records by default (docs/method.md §1).
 
     VGG16: conv1_1 ... conv5_3 (each after its ReLU). Detectron2 ResNet: the stem and every
     residual block of the stages the backbone runs (res5 of a C4 model runs per box inside

@@ -1,4 +1,4 @@
-"""The image score: pure PyTorch + NumPy, no Detectron2 (SPEC §1 and §6)."""
+"""The image score: pure PyTorch + NumPy, no Detectron2 (docs/method.md §1)."""
 from . import constants
 from .recorder import ActivationRecorder, adaptive_average_pool, recordable_layers
 from .class_references import ClassReferences

@@ -1,4 +1,4 @@
-"""Defaults with a reason, in one place (SPEC §1 and §2).
+"""Defaults with a reason, in one place (docs/method.md §1 and §2).
 
 Every default here is also the default of the matching ``IMAGESCORE.*`` config key
 and of the matching keyword argument in :mod:`imagescore_det.scoring`.

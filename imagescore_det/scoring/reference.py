@@ -1,4 +1,4 @@
-"""The reference of a labelled set and the image score measured against it (SPEC §1).
+"""The reference of a labelled set and the image score measured against it (docs/method.md §1).
 
 ``ReferenceBuilder`` streams float64 sums over batches (memory independent of the set's
 size) and combines shards exactly; ``Reference`` holds the mean maps, derives thresholds

@@ -50,7 +50,7 @@ def select_per_class(
 ) -> Dict[int, np.ndarray]:
     """Per class c, indices of the best ``count_to_keep(alpha_c, |candidates_c|)`` images predicted as c.
 
-    The candidates of class c are the images the model predicts as c (SPEC §3); ``alphas`` is
+    The candidates of class c are the images the model predicts as c (docs/method.md §3); ``alphas`` is
     indexed by class. Returns ``{class: indices into scores, best first}``.
     """
     labels = np.asarray(predicted_labels)
