@@ -79,7 +79,7 @@ def add_imagescore_config(cfg: CN) -> None:
     _C.IMAGESCORE.PSEUDO_TRAINING.REG_WEIGHT = 1.0
     # Total loss = labelled losses + LAMBDA_U x weighted pseudo-labelled losses (logged as loss_pseudo_*).
     _C.IMAGESCORE.PSEUDO_TRAINING.LAMBDA_U = 1.0
-    # Random brightness/contrast/saturation on pseudo-labelled images only (geometry as labelled).
+    # Unbiased Teacher's strong view (colour jitter, blur, cutout) on pseudo-labelled images only (geometry as labelled).
     _C.IMAGESCORE.PSEUDO_TRAINING.STRONG_AUGMENTATION = False
     # ---- The synthetic VOC-format set (imagescore_det.data.synthetic), generated when a config names
     # its datasets; each (sizes, seed) lives in a folder of its own under $DETECTRON2_DATASETS.

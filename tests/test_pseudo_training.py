@@ -9,6 +9,7 @@ import torch
 pytest.importorskip("detectron2")
 pytestmark = pytest.mark.detectron2
 
+import detectron2.data.transforms as T  # noqa: E402
 from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 from detectron2.structures import Boxes, Instances  # noqa: E402
@@ -17,7 +18,7 @@ from PIL import Image  # noqa: E402
 from test_modeling import detectron2_voc_cfg, slim_vgg_cfg  # noqa: E402
 
 from imagescore_det.data.pseudo_labels import ScoredImage, build_pseudo_label_json, register_pseudo_labels, write_json  # noqa: E402
-from imagescore_det.data.pseudo_mapper import PseudoLabelDatasetMapper  # noqa: E402
+from imagescore_det.data.pseudo_mapper import PseudoLabelDatasetMapper, RandomErasing, RandomGaussianBlur  # noqa: E402
 from imagescore_det.engine.trainer import ImageScoreTrainer, MixedTrainLoader  # noqa: E402
 from imagescore_det.modeling import PseudoTargets  # noqa: E402
 
@@ -250,3 +251,20 @@ def test_mixed_loader_yields_the_labelled_stream_plus_pseudo_images(pseudo_datas
         ImageScoreTrainer.build_train_loader(cfg, name, labelled)
     cfg.IMAGESCORE.PSEUDO_TRAINING.PSEUDO_RATIO = 0.0
     assert ImageScoreTrainer.build_train_loader(cfg, name, labelled) is labelled
+
+
+def test_strong_view_cutout_and_blur_change_pixels_only_where_and_as_drawn():
+    image = np.full((60, 80, 3), 128, dtype=np.uint8)
+    image[20:40, 30:50] = 250  # a bright square for the blur to spread
+    np.random.seed(3)
+    erasing = RandomErasing(1.0, scale=(0.1, 0.1), ratio=(1.0, 1.0))
+    changed = erasing.get_transform(image).apply_image(image) != image
+    rows, cols = np.nonzero(changed.any(axis=2))
+    height, width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+    assert (height, width) == (22, 22)  # sqrt(0.1 * 60 * 80) = 21.9, a square
+    assert changed.any(axis=2).sum() > 0.9 * height * width  # random fill: almost every pixel differs
+    blur = RandomGaussianBlur(prob=1.0, sigma=(2.0, 2.0)).get_transform(image)
+    blurred = blur.apply_image(image)
+    assert blurred.dtype == np.uint8 and blurred[30, 40, 0] == 250 and 128 < blurred[30, 29, 0] < 250
+    assert isinstance(RandomGaussianBlur(prob=0.0).get_transform(image), T.NoOpTransform)
+    assert np.array_equal(blur.apply_coords(np.array([[1.0, 2.0]])), [[1.0, 2.0]])

@@ -6,9 +6,12 @@ A record without ``"pseudo_labelled"`` maps exactly as Detectron2's DatasetMappe
 itself is a plain key of the record, which DatasetMapper keeps in the mapped dict.
 """
 import copy
-from typing import List
+import functools
+import math
+from typing import List, Tuple
 
 import numpy as np
+from PIL import Image, ImageFilter
 
 from imagescore_det.utils.detectron2_import import require_detectron2
 
@@ -19,18 +22,73 @@ from detectron2.config import configurable  # noqa: E402
 from detectron2.data import DatasetMapper  # noqa: E402
 from detectron2.structures import Boxes  # noqa: E402
 
-__all__ = ["PseudoLabelDatasetMapper", "strong_augmentations"]
+__all__ = ["PseudoLabelDatasetMapper", "RandomErasing", "RandomGaussianBlur", "strong_augmentations"]
+
+
+def _blurred(image: np.ndarray, sigma: float) -> np.ndarray:
+    return np.asarray(Image.fromarray(image.astype(np.uint8)).filter(ImageFilter.GaussianBlur(sigma)))
+
+
+def _erased(image: np.ndarray, boxes: List[Tuple[int, int, int, int]], fills: List[np.ndarray]) -> np.ndarray:
+    image = image.copy()
+    for (x0, y0, x1, y1), fill in zip(boxes, fills):
+        image[y0:y1, x0:x1] = fill[: y1 - y0, : x1 - x0]
+    return image
+
+
+class RandomGaussianBlur(T.Augmentation):
+    """With probability ``prob``, a Gaussian blur of sigma drawn from ``sigma`` (Unbiased Teacher: 0.5, 0.1-2)."""
+
+    def __init__(self, prob: float = 0.5, sigma: Tuple[float, float] = (0.1, 2.0)):
+        super().__init__()
+        self._init(locals())
+
+    def get_transform(self, image):
+        if self._rand_range() >= self.prob:
+            return T.NoOpTransform()
+        return T.ColorTransform(functools.partial(_blurred, sigma=float(self._rand_range(*self.sigma))))
+
+
+class RandomErasing(T.Augmentation):
+    """Cutout: with probability ``prob``, one rectangle of ``scale`` x the image's area and aspect in
+    ``ratio`` is filled with random values, as torchvision's RandomErasing(value="random") that
+    Unbiased Teacher applies to the strong view. Boxes stay: the object may be partly hidden."""
+
+    def __init__(self, prob: float, scale: Tuple[float, float] = (0.02, 0.2), ratio: Tuple[float, float] = (0.3, 3.3)):
+        super().__init__()
+        self._init(locals())
+
+    def get_transform(self, image):
+        height, width = image.shape[:2]
+        if self._rand_range() >= self.prob:
+            return T.NoOpTransform()
+        area = self._rand_range(*self.scale) * height * width
+        aspect = math.exp(self._rand_range(math.log(self.ratio[0]), math.log(self.ratio[1])))
+        h = min(height, max(1, int(round(math.sqrt(area * aspect)))))
+        w = min(width, max(1, int(round(math.sqrt(area / aspect)))))
+        y0, x0 = np.random.randint(0, height - h + 1), np.random.randint(0, width - w + 1)
+        fill = np.random.randint(0, 256, size=(h, w) + image.shape[2:]).astype(image.dtype)
+        return T.ColorTransform(functools.partial(_erased, boxes=[(x0, y0, x0 + w, y0 + h)], fills=[fill]))
 
 
 def strong_augmentations() -> List[T.Augmentation]:
-    """Photometric only, so pseudo boxes stay where the geometric transforms put them: ±40 %
-    brightness, contrast and saturation, the colour-jitter ranges of Unbiased Teacher's strong view.
+    """Photometric only, so pseudo boxes stay where the geometric transforms put them: Unbiased
+    Teacher's strong view, as far as it applies to 0-255 images: ±40 % brightness, contrast and
+    saturation, Gaussian blur half of the time, then three cutouts (probabilities 0.7, 0.5, 0.3).
 
     Detectron2's RandomLighting is left out: its eigenvalues are for 0-1 images and shift 0-255
     pixels by well under one grey level. RandomSaturation's grey weights assume RGB; on BGR input
     (the R50 configs) it still jitters saturation, with blue and red weights swapped.
     """
-    return [T.RandomBrightness(0.6, 1.4), T.RandomContrast(0.6, 1.4), T.RandomSaturation(0.6, 1.4)]
+    return [
+        T.RandomBrightness(0.6, 1.4),
+        T.RandomContrast(0.6, 1.4),
+        T.RandomSaturation(0.6, 1.4),
+        RandomGaussianBlur(),
+        RandomErasing(0.7, scale=(0.05, 0.2)),
+        RandomErasing(0.5),
+        RandomErasing(0.3),
+    ]
 
 
 class PseudoLabelDatasetMapper(DatasetMapper):
