@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from imagescore_det.reports.study import RUN_COLUMNS, plot_curves, read_runs, summarize, write_summary
+from imagescore_det.reports.study import RUN_COLUMNS, control_drift, drift_note, plot_curves, read_runs, summarize, write_summary
 
 # (arm, seed, iteration, ap50): the iteration-600 rows are the shared teacher's, the last one counts.
 FINAL = {
@@ -73,3 +73,17 @@ def test_one_seed_has_no_p_value_and_bad_rows_name_the_line(tmp_path):
     path.write_text("arm,seed,iteration,ap50,ap\ncontrol,0,9,fifty,20\n")
     with pytest.raises(ValueError, match="line 2"):
         read_runs(str(path))
+
+
+def test_control_drift_is_the_largest_move_after_the_swap(runs_csv):
+    rows = read_runs(runs_csv) + [  # seed 0's control also evaluated between the swap and the end, and before
+        {"arm": "control", "seed": 0, "iteration": 300, "ap50": 20.0, "ap": 1.0},
+        {"arm": "control", "seed": 0, "iteration": 750, "ap50": 52.5, "ap": 1.0},
+        {"arm": "imagescore", "seed": 2, "iteration": 750, "ap50": 0.0, "ap": 1.0},
+        {"arm": "control", "seed": 5, "iteration": 900, "ap50": 99.0, "ap": 1.0},  # no evaluation at the swap
+    ]
+    drift = control_drift(rows, swap_iter=600)
+    # swap values 55 + seed; control finals 60, 62, 61; seed 0 also dips to 52.5 (2.5 below 55) at 750
+    assert drift == pytest.approx({0: 5.0, 1: 6.0, 2: 4.0})
+    assert drift_note(drift, 600).endswith("seed 0: 5.00, seed 1: 6.00, seed 2: 4.00.")
+    assert control_drift(rows, swap_iter=900) == {}

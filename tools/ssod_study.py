@@ -50,7 +50,7 @@ from imagescore_det.data.voc import prepare_synthetic_data  # noqa: E402
 from imagescore_det.engine.evaluation import COCO_STYLE_KEY  # noqa: E402
 from imagescore_det.engine.selection import output_paths  # noqa: E402
 from imagescore_det.engine.selection_quality import ground_truth_from_dicts, pseudo_label_file_quality  # noqa: E402
-from imagescore_det.reports.study import plot_curves, summarize, write_runs, write_summary  # noqa: E402
+from imagescore_det.reports.study import control_drift, drift_note, plot_curves, summarize, write_runs, write_summary  # noqa: E402
 from imagescore_det.utils.io import atomic_write  # noqa: E402
 
 TRAIN_NET = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_net.py")
@@ -234,7 +234,9 @@ def run_study(args, command: str):
                 "the COCO-style AP50 by pycocotools (bbox_coco/AP50), about 3 points apart on the same model.")
     note = "Wall time of this command: %.1f min (%d processes at a time, %d thread(s) each); the runs' own times add up to %.1f min." % (
         (time.time() - started) / 60, args.jobs, args.threads, trained / 60)
-    write_summary(summary, os.path.join(study.root, "summary.csv"), os.path.join(study.root, "summary.md"), command=command, notes=[protocol, note])
+    drift = drift_note(control_drift(rows, cfg.IMAGESCORE.SWAP_ITER), cfg.IMAGESCORE.SWAP_ITER)
+    write_summary(summary, os.path.join(study.root, "summary.csv"), os.path.join(study.root, "summary.md"), command=command,
+                  notes=[protocol, drift, note])
     plot_curves(rows, os.path.join(study.root, "ap50_curves.png"), swap_iter=cfg.IMAGESCORE.SWAP_ITER,
                 title="AP50 against iteration (%d seeds)" % len(args.seeds))
     print("Wrote runs.csv, summary.csv, summary.md and ap50_curves.png to %s (%.0f s)" % (study.root, time.time() - started))

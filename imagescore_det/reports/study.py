@@ -22,7 +22,7 @@ import numpy as np
 
 from ..utils.io import atomic_write
 
-__all__ = ["RUN_COLUMNS", "SUMMARY_COLUMNS", "read_runs", "write_runs", "final_ap50", "summarize", "write_summary", "plot_curves"]
+__all__ = ["RUN_COLUMNS", "SUMMARY_COLUMNS", "read_runs", "write_runs", "final_ap50", "summarize", "control_drift", "drift_note", "write_summary", "plot_curves"]
 
 RUN_COLUMNS = ["arm", "seed", "iteration", "ap50", "ap", "ap50_coco", "images", "boxes", "precision", "recall"]
 SUMMARY_COLUMNS = ["arm", "seeds", "iteration", "ap50_mean", "ap50_sd", "ap_mean", "delta_vs_control", "p_value", "gap_closed"]
@@ -96,6 +96,30 @@ def summarize(rows: Sequence[Mapping[str, object]], control: str = "control", or
             "gap_closed": delta / oracle_gap if oracle_gap and not math.isnan(oracle_gap) else float("nan"),
         })
     return summary
+
+
+def control_drift(rows: Sequence[Mapping[str, object]], swap_iter: int, control: str = "control") -> Dict[int, float]:
+    """``{seed: largest |AP50(i) - AP50(swap)| of control over its evaluations i after the swap}``: how far
+    the labelled-only model still moves in the phase where the swapping arms train (a plateau keeps it
+    within about 1 point). Seeds without a control evaluation at the swap and after it are left out."""
+    by_seed: Dict[int, Dict[int, float]] = {}
+    for row in rows:
+        if row["arm"] == control:
+            by_seed.setdefault(row["seed"], {})[row["iteration"]] = row["ap50"]
+    drift = {}
+    for seed, points in sorted(by_seed.items()):
+        after = [value for iteration, value in points.items() if iteration > swap_iter]
+        if swap_iter in points and after:
+            drift[seed] = max(abs(value - points[swap_iter]) for value in after)
+    return drift
+
+
+def drift_note(drift: Mapping[int, float], swap_iter: int) -> str:
+    """One line for summary.md: the control's drift after the swap, per seed."""
+    if not drift:
+        return "Control drift after the swap: no control evaluated at and after iteration %d." % swap_iter
+    return "Control drift after the swap (largest |AP50 - AP50 at %d| over the later evaluations): %s." % (
+        swap_iter, ", ".join("seed %d: %.2f" % (seed, value) for seed, value in sorted(drift.items())))
 
 
 def _cell(value) -> str:
