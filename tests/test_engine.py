@@ -74,7 +74,7 @@ def test_training_swaps_at_iteration_4_and_logs_each_step(demo_run):
     assert "Kept 3 of 10 scored images (image_score, top 0.3, ceil)" in log
     assert (
         "Swapped the training loader at iteration 4: it now reads "
-        "synthetic_voc_2007_trainval + imagescore_pseudo_labels (3 pseudo-labelled images, zipped, PSEUDO_RATIO 0.5)"
+        "synthetic_voc_2007_trainval + imagescore_pseudo_labels (3 pseudo-labelled images, zipped, PSEUDO_RATIO 1)"
     ) in log
     with open(os.path.join(demo_run, "metrics.json")) as f:
         metrics = [json.loads(line) for line in f if '"iteration"' in line]
