@@ -29,10 +29,10 @@ def _blurred(image: np.ndarray, sigma: float) -> np.ndarray:
     return np.asarray(Image.fromarray(image.astype(np.uint8)).filter(ImageFilter.GaussianBlur(sigma)))
 
 
-def _erased(image: np.ndarray, boxes: List[Tuple[int, int, int, int]], fills: List[np.ndarray]) -> np.ndarray:
+def _erased(image: np.ndarray, x0: int, y0: int, fill: np.ndarray) -> np.ndarray:
+    """A copy of ``image`` with ``fill`` pasted at (x0, y0)."""
     image = image.copy()
-    for (x0, y0, x1, y1), fill in zip(boxes, fills):
-        image[y0:y1, x0:x1] = fill[: y1 - y0, : x1 - x0]
+    image[y0 : y0 + fill.shape[0], x0 : x0 + fill.shape[1]] = fill
     return image
 
 
@@ -68,7 +68,7 @@ class RandomErasing(T.Augmentation):
         w = min(width, max(1, int(round(math.sqrt(area / aspect)))))
         y0, x0 = np.random.randint(0, height - h + 1), np.random.randint(0, width - w + 1)
         fill = np.random.randint(0, 256, size=(h, w) + image.shape[2:]).astype(image.dtype)
-        return T.ColorTransform(functools.partial(_erased, boxes=[(x0, y0, x0 + w, y0 + h)], fills=[fill]))
+        return T.ColorTransform(functools.partial(_erased, x0=x0, y0=y0, fill=fill))
 
 
 def strong_augmentations() -> List[T.Augmentation]:
