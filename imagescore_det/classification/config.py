@@ -8,6 +8,7 @@ from typing import Sequence
 from yacs.config import CfgNode
 
 from ..scoring import constants
+from .data import DATASET_NAMES
 from .models import MODEL_NAMES
 
 __all__ = ["get_classification_cfg", "load_classification_config", "PAPER_LABELLED_FRACTION", "PAPER_TEST_FRACTION"]
@@ -16,8 +17,6 @@ __all__ = ["get_classification_cfg", "load_classification_config", "PAPER_LABELL
 PAPER_LABELLED_FRACTION = 0.6
 #: CIFAR-10's test set is 10,000 of its 60,000 images; used where a dataset has no test split.
 PAPER_TEST_FRACTION = 1 / 6
-#: What ``DATA.NAME`` accepts.
-DATASET_NAMES = ("digits", "cifar10", "fashion_mnist")
 
 
 def get_classification_cfg() -> CfgNode:

@@ -22,6 +22,8 @@ from ..utils.io import atomic_write
 
 __all__ = ["ImageSet", "ClassificationSplit", "stratified_split", "load_split", "prepare_fashion_mnist"]
 
+#: What ``DATA.NAME`` accepts.
+DATASET_NAMES = ("digits", "cifar10", "fashion_mnist")
 #: Per-channel mean and standard deviation of CIFAR-10's training images (the usual constants).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -189,4 +191,4 @@ def load_split(cfg) -> ClassificationSplit:
         )
     if data.NAME == "fashion_mnist":
         return load_fashion_mnist_split(data.ROOT, data.CACHE_DIR, labelled_fraction=data.LABELLED_FRACTION, seed=data.SPLIT_SEED)
-    raise ValueError("DATA.NAME must be 'digits', 'cifar10' or 'fashion_mnist', got %r" % data.NAME)
+    raise ValueError("DATA.NAME must be one of %s, got %r" % (DATASET_NAMES, data.NAME))
