@@ -41,7 +41,7 @@ def measure_child(args) -> dict:
 
     from imagescore_det import build_config
     from imagescore_det.data.voc import register_synthetic_voc
-    from imagescore_det.engine import build_reference
+    from imagescore_det.detection.modes import ImageMode, build_references
 
     cfg = build_config(args.config, ["MODEL.DEVICE", "cpu", "DATALOADER.NUM_WORKERS", 0, "INPUT.MIN_SIZE_TEST", args.min_size])
     register_synthetic_voc(args.data)
@@ -54,10 +54,7 @@ def measure_child(args) -> dict:
         with torch.inference_mode():
             images = sum(len(model(inputs)) for inputs in loader)
     else:
-        reference = build_reference(
-            model, loader, grid=cfg.IMAGESCORE.GRID, threshold_ratio=cfg.IMAGESCORE.THRESHOLD_RATIO,
-            threshold_stat=cfg.IMAGESCORE.THRESHOLD_STAT, description="bench",
-        )
+        reference = build_references(model, loader, [ImageMode(cfg, model, "bench")])["image"]
         images = reference.metadata["num_images"]
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return {"images": images, "peak_mib": peak_kib / 1024.0}

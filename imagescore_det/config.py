@@ -39,6 +39,9 @@ def add_imagescore_config(cfg: CN) -> None:
     _C.IMAGESCORE.UNLABELLED_DATASETS = ("voc_2012_trainval",)
 
     # ---- Schedule.
+    # "swap" (the paper: pseudo labels join training at SWAP_ITER) or "labelled_only" (they never
+    # do: the labelled-only control, trained by the same trainer).
+    _C.IMAGESCORE.REGIME = "swap"
     # Iteration at which the unlabelled set is scored and the pseudo-labelled images join training.
     _C.IMAGESCORE.SWAP_ITER = 60000
     # 0 = score once at SWAP_ITER; N > 0 = score again every N iterations after it.

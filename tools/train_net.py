@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Train Faster R-CNN, swap in image-score pseudo labels at IMAGESCORE.SWAP_ITER, train on, evaluate.
 
-Detectron2's train_net shape: ``setup`` builds the config, ``main`` builds the trainer, ``launch``
-runs it on ``--num-gpus`` processes. The synthetic demo data is generated first if a config names it
+Detectron2's train_net shape: ``setup`` (imagescore_det.engine.setup) builds the config, ``main``
+builds the trainer, ``launch`` runs it on ``--num-gpus`` processes. The synthetic demo data is generated first if a config names it
 and it is missing (sizes and seed: IMAGESCORE.SYNTHETIC). Example (the demo, CPU)::
 
     python tools/train_net.py --config-file configs/demo_ssl.yaml
@@ -16,28 +16,15 @@ from imagescore_det.utils.detectron2_import import require_detectron2_or_help
 require_detectron2_or_help(__doc__)
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.engine import default_argument_parser, launch
 from detectron2.evaluation.testing import flatten_results_dict
 from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
 
-from imagescore_det import build_config
-from imagescore_det.data.registry import register_config_datasets
-from imagescore_det.data.voc import prepare_synthetic_data
-from imagescore_det.engine import ImageScoreTrainer, output_paths, protocol_of
-from imagescore_det.engine.evaluation import COCO_STYLE_KEY
+from imagescore_det.detection.selection import output_paths
+from imagescore_det.engine import ImageScoreTrainer, setup
+from imagescore_det.evaluation.evaluators import COCO_STYLE_KEY, protocol_of
 
 logger = logging.getLogger("imagescore_det")
-
-
-def setup(args):
-    """Config from Detectron2's defaults + IMAGESCORE keys + the file + command-line opts; registers
-    the datasets of IMAGESCORE.REGISTER_DATASETS."""
-    cfg = build_config(args.config_file, args.opts)
-    default_setup(cfg, args)
-    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="imagescore_det")
-    register_config_datasets(cfg)
-    return cfg
 
 
 def ap50(flat_results, key="bbox"):
@@ -57,11 +44,11 @@ def report(cfg, trainer) -> None:
     """Log AP50 before the first swap and at the end, and where the files went."""
     hook = trainer.swap_hook
     test_sets = ", ".join(cfg.DATASETS.TEST)
-    for done, results in list(hook.evaluations.items())[:1]:
+    for done, results in list(hook.evaluations.items() if hook else [])[:1]:
         logger.info("AP50 on %s before the swap (iteration %d): %s", test_sets, done, ap50_text(cfg, flatten_results_dict(results)))
     if ap50(trainer.storage.latest()) is not None:
         logger.info("AP50 on %s at the end (iteration %d): %s", test_sets, trainer.max_iter, ap50_text(cfg, trainer.storage.latest()))
-    if hook.swap_iter >= 0:
+    if hook and hook.swap_iter >= 0:
         files = output_paths(cfg)
         logger.info(
             "Pseudo labels: %s; scores: %s; histogram: %s; reference: %s",
@@ -71,8 +58,7 @@ def report(cfg, trainer) -> None:
 
 
 def main(args):
-    cfg = setup(args)
-    prepare_synthetic_data(cfg)
+    cfg = setup(args, training=True)
     if args.eval_only:
         model = ImageScoreTrainer.build_model(cfg)
         DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)

@@ -7,7 +7,6 @@ contiguous ids as the labelled set. Each registered record carries ``"pseudo_lab
 its ``"ignore_boxes"`` (docs/method.md §2 item 8), which :class:`PseudoLabelDatasetMapper` keeps.
 """
 import csv
-import dataclasses
 import json
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -19,10 +18,10 @@ require_detectron2()
 from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from detectron2.data.datasets import load_coco_json  # noqa: E402
 
+from ..structures import ScoredImage  # noqa: E402
 from ..utils.io import atomic_write  # noqa: E402
 
 __all__ = [
-    "ScoredImage",
     "build_pseudo_label_json",
     "score_table",
     "write_json",
@@ -34,39 +33,6 @@ __all__ = [
 
 #: Keys a pseudo-label file must have; checked when one is read back.
 REQUIRED_KEYS = ("info", "images", "annotations", "categories")
-
-
-@dataclasses.dataclass
-class ScoredImage:
-    """One image after the scoring pass: its image score and the model's detections on it.
-
-    ``boxes`` (XYXY in original-image pixels), ``classes`` (contiguous ids) and ``scores`` are the
-    pseudo labels: detections with confidence >= the pseudo-label threshold. ``confidence`` is the
-    mean confidence of *all* the model's test-time detections (0 when it has none), the softmax
-    baseline's per-image score. ``ignore_boxes`` (XYXY) are the less confident detections kept as
-    regions that training on pseudo labels neither rewards nor punishes. ``box_scores`` (box mode
-    only) scores each pseudo label against its class's reference; ``score`` is then their aggregate.
-    ``error`` is non-empty for an image that could not be read: it was not scored (score NaN), is
-    never selected, and its CSV row says why.
-    """
-
-    image_id: Any
-    file_name: str
-    height: int
-    width: int
-    score: float
-    terms: Dict[str, float]
-    confidence: float
-    boxes: List[List[float]]
-    classes: List[int]
-    scores: List[float]
-    ignore_boxes: List[List[float]] = dataclasses.field(default_factory=list)
-    box_scores: List[float] = dataclasses.field(default_factory=list)
-    error: str = ""
-
-    @classmethod
-    def unreadable(cls, image_id: Any, file_name: str, reason: str) -> "ScoredImage":
-        return cls(image_id, file_name, 0, 0, float("nan"), {}, 0.0, [], [], [], error=reason)
 
 
 def image_root_of(images: Sequence[ScoredImage]) -> str:
@@ -99,11 +65,11 @@ def build_pseudo_label_json(
                 "height": int(image.height),
                 "width": int(image.width),
                 "source_image_id": image.image_id,
-                "image_score": float(image.score),
+                "image_score": float(image.ranking_value),
                 "ignore_boxes": [[float(v) for v in box] for box in image.ignore_boxes],
             }
         )
-        for (x0, y0, x1, y1), cls, score in zip(image.boxes, image.classes, image.scores):
+        for (x0, y0, x1, y1), cls, score in zip(image.boxes, image.classes, image.confidences):
             if not 0 <= cls < len(class_names):
                 raise ValueError(
                     "image %r has a detection of class %r, but there are %d classes" % (image.image_id, cls, len(class_names))
@@ -153,8 +119,8 @@ def score_table(
     for image, rank, chosen in zip(images, ranks, selected):
         if list(image.terms) != layers:
             raise ValueError("image %r has per-layer terms for %s, expected %s" % (image.image_id, list(image.terms), layers))
-        row = [image.image_id, image.file_name, repr(float(image.score)), int(rank), int(bool(chosen))]
-        row += [repr(float(image.confidence)), len(image.boxes), 1, ""]
+        row = [image.image_id, image.file_name, repr(float(image.ranking_value)), int(rank), int(bool(chosen))]
+        row += [repr(float(image.mean_confidence)), len(image.boxes), 1, ""]
         rows.append(row + [repr(float(image.terms[layer])) for layer in layers])
     for image in unreadable:
         rows.append([image.image_id, image.file_name, "", "", 0, "", 0, 0, image.error] + [""] * len(layers))

@@ -1,10 +1,12 @@
 """The swap hook: at ``IMAGESCORE.SWAP_ITER`` score the unlabelled set, write pseudo labels and
-train on labelled + pseudo-labelled images from then on (docs/method.md §2 step 7).
+train on labelled + pseudo-labelled images from then on (docs/method.md §2 step 7); and the log
+of every evaluation.
 
-The hook only orchestrates; the work is in :mod:`.scoring` and :mod:`.selection`. Its state (when
+The hook only orchestrates; the work is in :mod:`imagescore_det.detection`. Its state (when
 the last swap happened and which file it wrote) travels in Detectron2's checkpoints, so a run
 resumed after the swap registers that file again and swaps its loader without scoring.
 """
+import json
 import logging
 from typing import Callable, Dict, Optional
 
@@ -17,12 +19,56 @@ from detectron2.evaluation.testing import flatten_results_dict  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 
 from ..data.pseudo_labels import register_pseudo_labels  # noqa: E402
-from .scoring import score_unlabelled  # noqa: E402
-from .selection import labelled_category_ids, labelled_class_names, output_paths, selection_seed, write_selection  # noqa: E402
+from ..detection.modes import score_unlabelled  # noqa: E402
+from ..detection.selection import (  # noqa: E402
+    labelled_category_ids,
+    labelled_class_names,
+    output_paths,
+    selection_seed,
+    write_selection,
+)
 
-__all__ = ["PseudoLabelSwapHook"]
+__all__ = ["REGIMES", "EVALUATIONS_FILE", "PseudoLabelSwapHook", "EvaluationLog"]
 
 logger = logging.getLogger(__name__)
+
+#: The values of IMAGESCORE.REGIME: "swap" (the paper: pseudo labels join training at SWAP_ITER)
+#: or "labelled_only" (never: the labelled-only control).
+REGIMES = ("swap", "labelled_only")
+#: One JSON line per evaluation, in OUTPUT_DIR.
+EVALUATIONS_FILE = "evaluations.jsonl"
+#: Result groups an evaluation puts into the EventStorage (VOC or COCO protocol, and COCO-style beside VOC).
+EVALUATION_GROUPS = ("bbox", "bbox_coco")
+
+
+class EvaluationLog(HookBase):
+    """Appends each evaluation that EvalHook put into the EventStorage to ``path``, one JSON line
+    ``{"iteration": iterations done, "bbox/AP50": ..., ...}`` each: a study reads every evaluation
+    from it, whatever the period of the metrics writer."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.last_iteration = None
+
+    def after_step(self):
+        self.write_new()
+
+    def after_train(self):
+        self.write_new()
+
+    def write_new(self) -> None:
+        latest = self.trainer.storage.latest()
+        found = {name: value for name, value in latest.items() if name.split("/")[0] in EVALUATION_GROUPS}
+        if not found or not comm.is_main_process():
+            return
+        iteration = max(it for _, it in found.values())
+        if iteration == self.last_iteration:
+            return
+        self.last_iteration = iteration
+        record = {name: value for name, (value, it) in found.items() if it == iteration}
+        done = min(iteration + 1, self.trainer.max_iter)  # EvalHook evaluates after iteration `done - 1`
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"iteration": done, **record}) + "\n")
 
 
 class PseudoLabelSwapHook(HookBase):
@@ -50,7 +96,6 @@ class PseudoLabelSwapHook(HookBase):
         self.swap_iter = -1
         self.json_file = ""
         self.evaluations: Dict[int, Dict] = {}
-        self._labelled_stream = None
 
     def is_due(self, iterations_done: int) -> bool:
         """Whether a scoring pass belongs after ``iterations_done`` iterations."""
@@ -82,24 +127,24 @@ class PseudoLabelSwapHook(HookBase):
             flat = flatten_results_dict(self.evaluations[done] or {})
             logger.info("Evaluation before the swap at iteration %d: %s", done, ", ".join("%s=%.2f" % kv for kv in flat.items()))
         description = "%s at iteration %d" % (self.cfg.MODEL.META_ARCHITECTURE, done)
-        reference, images = score_unlabelled(self.cfg, self.trainer.model, description=description)
+        references, images = score_unlabelled(self.cfg, self.trainer.model, description=description)
         self.scoring_runs += 1
         if comm.is_main_process():
             model_info = {"iteration": done, "output_dir": self.cfg.OUTPUT_DIR, "weights": self.cfg.MODEL.WEIGHTS}
-            write_selection(self.cfg, reference, images, model_info=model_info)
+            write_selection(self.cfg, references[self.cfg.IMAGESCORE.SCORE_MODE], images, model_info=model_info)
         comm.synchronize()
         self.swap_iter = done
         self.json_file = output_paths(self.cfg)["pseudo_labels"]
         self._swap_loader()
 
     def _swap_loader(self) -> None:
-        """Register the pseudo-label file and rebuild the training loader over labelled + pseudo labels.
+        """Register the pseudo-label file and extend the training stream with it.
 
-        With PSEUDO_TRAINING.ENABLED, the labelled loader's iterator goes on unchanged and a
-        pseudo-labelled loader is zipped with it (ImageScoreTrainer.build_train_loader); otherwise the
-        pseudo-labelled dataset joins DATASETS.TRAIN in one new loader. A file without images (no
-        detection reached PSEUDO_SCORE_THRESH) cannot join Detectron2's loader, which refuses empty
-        datasets; training then reads the labelled set alone.
+        With PSEUDO_TRAINING.ENABLED, a pseudo-labelled loader is attached to the labelled stream,
+        which goes on unchanged (ImageScoreTrainer.build_pseudo_loader); otherwise the
+        pseudo-labelled dataset joins DATASETS.TRAIN in one new labelled loader. A file without
+        images (no detection reached PSEUDO_SCORE_THRESH) cannot join Detectron2's loader, which
+        refuses empty datasets; training then reads the labelled set alone.
         """
         name = self.cfg.IMAGESCORE.PSEUDO_DATASET_NAME
         count = register_pseudo_labels(name, self.json_file, labelled_class_names(self.cfg), labelled_category_ids(self.cfg))
@@ -110,16 +155,13 @@ class PseudoLabelSwapHook(HookBase):
             )
         trainer, settings = self.trainer, self.cfg.IMAGESCORE.PSEUDO_TRAINING
         if settings.ENABLED:
-            if self._labelled_stream is None:  # the first swap in this process: continue the labelled stream
-                self._labelled_stream = trainer._trainer._data_loader_iter
-            labelled, pseudo = self._labelled_stream, (name if count else "")
-            trainer._trainer.reset_data_loader(lambda: trainer.build_train_loader(self.cfg, pseudo, labelled))
+            trainer.data_loader.attach_pseudo(trainer.build_pseudo_loader(self.cfg, name) if count else None)
             how = "zipped, PSEUDO_RATIO %g" % settings.PSEUDO_RATIO
         else:
             train_cfg = self.cfg.clone()
             train_cfg.defrost()
             train_cfg.DATASETS.TRAIN = tuple(self.cfg.DATASETS.TRAIN) + ((name,) if count else ())
-            trainer._trainer.reset_data_loader(lambda: trainer.build_train_loader(train_cfg))
+            trainer.data_loader.replace_labelled(trainer.build_train_loader(train_cfg).labelled)
             how = "appended to DATASETS.TRAIN"
         logger.info(
             "Swapped the training loader at iteration %d: it now reads %s (%d pseudo-labelled images, %s)",

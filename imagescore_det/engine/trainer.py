@@ -1,12 +1,15 @@
-"""Detectron2's DefaultTrainer with the swap hook and an evaluator per test set (docs/method.md §2 step 7).
+"""Detectron2's DefaultTrainer with the swap hook, an evaluator per test set and a training loader
+that can take on a pseudo-labelled stream (docs/method.md §2 step 7).
 
 Only what differs is overridden: the evaluator (by the test set's ``evaluator_type``: VOC AP50, the
-paper's metric, with COCO-style AP beside it, or COCOEvaluator; see :mod:`.evaluation`), the
-hook list (DefaultTrainer's hooks plus the swap hook, placed before the checkpointer so that a
-checkpoint written at the swap iteration already records the swap) and the train loader, which after
-the swap zips the labelled loader with a pseudo-labelled one (docs/method.md §2 item 8).
+paper's metric, with COCO-style AP beside it, or COCOEvaluator; see
+:mod:`imagescore_det.evaluation.evaluators`), the hook list (DefaultTrainer's hooks plus the swap
+hook, placed before the checkpointer so that a checkpoint written at the swap iteration already
+records the swap) and the train loader, a :class:`PseudoLabelTrainLoader` that the swap extends
+through ``trainer.data_loader`` (docs/method.md §2 item 8).
 """
 import math
+import os
 from typing import Iterable, Iterator, List, Optional
 
 from imagescore_det.utils.detectron2_import import require_detectron2
@@ -18,10 +21,10 @@ from detectron2.engine import DefaultTrainer, hooks  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 
 from ..data.pseudo_mapper import PseudoLabelDatasetMapper  # noqa: E402
-from .evaluation import build_evaluator  # noqa: E402
-from .hooks import PseudoLabelSwapHook  # noqa: E402
+from ..evaluation.evaluators import build_evaluator  # noqa: E402
+from .hooks import EVALUATIONS_FILE, REGIMES, EvaluationLog, PseudoLabelSwapHook  # noqa: E402
 
-__all__ = ["ImageScoreTrainer", "MixedTrainLoader", "pseudo_ims_per_batch"]
+__all__ = ["ImageScoreTrainer", "PseudoLabelTrainLoader", "pseudo_ims_per_batch"]
 
 
 def pseudo_ims_per_batch(cfg) -> int:
@@ -37,57 +40,90 @@ def pseudo_ims_per_batch(cfg) -> int:
     return int(round(count))
 
 
-class MixedTrainLoader:
-    """Each batch: the labelled loader's next batch followed by the pseudo-labelled loader's next batch.
+class PseudoLabelTrainLoader:
+    """The training stream: the labelled loader's batches, each followed by a pseudo-labelled batch
+    once a stream is attached (:meth:`attach_pseudo`).
 
-    Both loaders are Detectron2's infinite train loaders (per-process batches), so labelled images
-    keep their share of updates, and, when the labelled loader goes on from before the swap, the
-    same images in the same order as without pseudo labels (TrainingSampler has its own generator).
-    Their random augmentations may differ: with DATALOADER.NUM_WORKERS 0 both mappers draw from
-    NumPy's global generator.
+    Attaching never restarts the labelled stream, so labelled images keep their share of updates
+    and come in the same order as without pseudo labels (TrainingSampler has its own generator).
+    Both loaders are Detectron2's infinite train loaders (per-process batches). Their random
+    augmentations may differ from a run without the pseudo stream: with DATALOADER.NUM_WORKERS 0
+    both mappers draw from NumPy's global generator.
     """
 
-    def __init__(self, labelled: Iterable[List[dict]], pseudo: Iterable[List[dict]]):
+    def __init__(self, labelled: Iterable[List[dict]]):
         self.labelled = labelled
-        self.pseudo = pseudo
+        self.pseudo: Optional[Iterable[List[dict]]] = None
+        self._labelled_batches: Optional[Iterator] = None
+        self._pseudo_batches: Optional[Iterator] = None
+
+    def attach_pseudo(self, pseudo: Optional[Iterable[List[dict]]]) -> None:
+        """From the next batch on, add ``pseudo``'s next batch to each labelled one (None: stop)."""
+        self.pseudo, self._pseudo_batches = pseudo, None
+
+    def replace_labelled(self, labelled: Iterable[List[dict]]) -> None:
+        """From the next batch on, read ``labelled`` from its start instead of the current labelled loader."""
+        self.labelled, self._labelled_batches = labelled, None
 
     def __iter__(self) -> Iterator[List[dict]]:
-        for labelled, pseudo in zip(self.labelled, self.pseudo):
-            yield list(labelled) + list(pseudo)
+        while True:
+            if self._labelled_batches is None:
+                self._labelled_batches = iter(self.labelled)
+            batch = next(self._labelled_batches, None)
+            if batch is None:
+                return
+            batch = list(batch)
+            if self.pseudo is not None:
+                if self._pseudo_batches is None:
+                    self._pseudo_batches = iter(self.pseudo)
+                batch += list(next(self._pseudo_batches))
+            yield batch
 
 
 class ImageScoreTrainer(DefaultTrainer):
-    """Trains on ``DATASETS.TRAIN`` and, from ``IMAGESCORE.SWAP_ITER`` on, on its pseudo labels too.
+    """Trains on ``DATASETS.TRAIN`` and, in the ``swap`` regime, from ``IMAGESCORE.SWAP_ITER`` on, on
+    its pseudo labels too.
 
-    ``swap_hook`` is the :class:`PseudoLabelSwapHook` in use; it evaluates on ``DATASETS.TEST``
-    just before each swap, so the log shows the accuracy before and (EvalHook) after it.
+    ``swap_hook`` is the :class:`PseudoLabelSwapHook` in use (None in the ``labelled_only``
+    regime); it evaluates on ``DATASETS.TEST`` just before each swap, so the log shows the accuracy
+    before and (EvalHook) after it. Every evaluation also goes to ``OUTPUT_DIR/evaluations.jsonl``
+    (:class:`EvaluationLog`), whatever the metrics writer's period.
     """
 
     @classmethod
-    def build_train_loader(cls, cfg, pseudo_dataset: str = "", labelled: Optional[Iterable[List[dict]]] = None):
-        """Detectron2's train loader over DATASETS.TRAIN (or ``labelled``, an existing one, to continue
-        its stream), zipped with a loader over ``pseudo_dataset`` when one is named and
-        PSEUDO_RATIO > 0; pseudo-labelled records go through :class:`PseudoLabelDatasetMapper`."""
-        labelled = super().build_train_loader(cfg) if labelled is None else labelled
-        count = pseudo_ims_per_batch(cfg) if pseudo_dataset else 0
+    def build_train_loader(cls, cfg) -> PseudoLabelTrainLoader:
+        """Detectron2's train loader over DATASETS.TRAIN, ready to take on a pseudo-labelled stream."""
+        return PseudoLabelTrainLoader(build_detection_train_loader(cfg))
+
+    @classmethod
+    def build_pseudo_loader(cls, cfg, pseudo_dataset: str):
+        """A train loader over ``pseudo_dataset`` with PSEUDO_RATIO x SOLVER.IMS_PER_BATCH images per batch,
+        through :class:`PseudoLabelDatasetMapper`; None where that is 0 images."""
+        count = pseudo_ims_per_batch(cfg)
         if count == 0:
-            return labelled
+            return None
         pseudo_cfg = cfg.clone()
         pseudo_cfg.defrost()
         pseudo_cfg.DATASETS.TRAIN = (pseudo_dataset,)
         pseudo_cfg.SOLVER.IMS_PER_BATCH = count
-        pseudo = build_detection_train_loader(pseudo_cfg, mapper=PseudoLabelDatasetMapper(pseudo_cfg, True))
-        return MixedTrainLoader(labelled, pseudo)
+        return build_detection_train_loader(pseudo_cfg, mapper=PseudoLabelDatasetMapper(pseudo_cfg, True))
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         return build_evaluator(cfg, dataset_name, output_folder)
 
     def build_hooks(self):
+        regime = self.cfg.IMAGESCORE.REGIME
+        if regime not in REGIMES:
+            raise ValueError("IMAGESCORE.REGIME is %r; choose one of %s" % (regime, REGIMES))
         hook_list = super().build_hooks()
-        evaluate = (lambda: self.test(self.cfg, self.model)) if len(self.cfg.DATASETS.TEST) else None
-        self.swap_hook = PseudoLabelSwapHook(self.cfg, evaluate=evaluate)
-        later = (hooks.PeriodicCheckpointer, hooks.EvalHook, hooks.PeriodicWriter)
-        position = next(i for i, hook in enumerate(hook_list) if isinstance(hook, later))
-        hook_list.insert(position, self.swap_hook)
+        evaluation = next(i for i, hook in enumerate(hook_list) if isinstance(hook, hooks.EvalHook))
+        hook_list.insert(evaluation + 1, EvaluationLog(os.path.join(self.cfg.OUTPUT_DIR, EVALUATIONS_FILE)))
+        self.swap_hook = None
+        if regime == "swap":
+            evaluate = (lambda: self.test(self.cfg, self.model)) if len(self.cfg.DATASETS.TEST) else None
+            self.swap_hook = PseudoLabelSwapHook(self.cfg, evaluate=evaluate)
+            later = (hooks.PeriodicCheckpointer, hooks.EvalHook, hooks.PeriodicWriter)
+            position = next(i for i, hook in enumerate(hook_list) if isinstance(hook, later))
+            hook_list.insert(position, self.swap_hook)
         return hook_list

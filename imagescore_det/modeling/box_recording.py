@@ -1,11 +1,13 @@
 """Record a detector's box-head activations for given boxes: the activations the box mode scores.
 
-The detector's own ROI heads are run, in eval mode, on the given boxes as their proposals, while an
-:class:`~imagescore_det.scoring.ActivationRecorder` hooks the named box-head modules: one recorded
-row per box, in the order the boxes were given. Every box goes through ROI pooling and the box head
-on its own rows, so a box's activations do not depend on the other boxes it is recorded with.
-The backbone features come from the detector's own forward pass: :meth:`BoxRecorder.capture`
-keeps the inputs of ``roi_heads`` while ``model(inputs)`` runs.
+The detector's own box feature path (ROI pooler, then box head: ``box_pooler`` + ``box_head`` of
+standard heads, ``pooler`` + ``res5`` of C4 heads) runs on the given boxes, while an
+:class:`~imagescore_det.scoring.ActivationRecorder` hooks the named modules: one recorded row per
+box, in the order the boxes were given. The box predictor and its post-processing do not run: box
+mode needs features, not detections. Every box goes through ROI pooling and the box head on its
+own rows, so a box's activations do not depend on the other boxes it is recorded with. The
+backbone features come from the detector's own forward pass: :meth:`BoxRecorder.recording` keeps
+the inputs of ``roi_heads`` while ``model(inputs)`` runs.
 """
 
 from imagescore_det.utils.detectron2_import import require_detectron2
@@ -17,11 +19,23 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 from detectron2.modeling.roi_heads import FastRCNNConvFCHead, Res5ROIHeads, StandardROIHeads
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import Boxes
 
 from imagescore_det.scoring import ActivationRecorder
 
-__all__ = ["default_box_layers", "to_input_boxes", "BoxRecorder"]
+__all__ = ["default_box_layers", "box_feature_modules", "to_input_boxes", "BoxRecorder"]
+
+
+def box_feature_modules(roi_heads: torch.nn.Module) -> List[str]:
+    """Names of the ROI pooler and the box head inside ``roi_heads``: the path a box's features take."""
+    if isinstance(roi_heads, Res5ROIHeads):
+        return ["pooler", "res5"]
+    if isinstance(roi_heads, StandardROIHeads) and isinstance(roi_heads.box_head, torch.nn.Module):
+        return ["box_pooler", "box_head"]
+    raise ValueError(
+        "box mode records the box head of StandardROIHeads or Res5ROIHeads (and their subclasses), not %s"
+        % type(roi_heads).__name__
+    )
 
 
 def default_box_layers(roi_heads: torch.nn.Module) -> List[str]:
@@ -32,7 +46,7 @@ def default_box_layers(roi_heads: torch.nn.Module) -> List[str]:
     ROI-pooled map (``box_pooler``), each conv (with its ReLU) and each FC layer after its ReLU.
     """
     if isinstance(roi_heads, Res5ROIHeads):
-        return ["pooler", "res5"]
+        return box_feature_modules(roi_heads)
     if isinstance(roi_heads, StandardROIHeads) and isinstance(roi_heads.box_head, FastRCNNConvFCHead):
         head = roi_heads.box_head
         activations = ["box_head." + name for name, _ in head.named_children() if name.startswith(("conv", "fc_relu"))]
@@ -60,7 +74,8 @@ class BoxRecorder:
 
     Args:
         model: a Detectron2 R-CNN (``roi_heads`` with a box head), unwrapped from DDP.
-        layers: module names inside ``model.roi_heads``; empty = :func:`default_box_layers`.
+        layers: module names inside ``model.roi_heads``, on its box feature path
+            (:func:`box_feature_modules`); empty = :func:`default_box_layers`.
     """
 
     def __init__(self, model: torch.nn.Module, layers: Sequence[str] = ()):
@@ -68,6 +83,13 @@ class BoxRecorder:
         if getattr(self.roi_heads, "mask_on", False) or getattr(self.roi_heads, "keypoint_on", False):
             raise ValueError("box mode records box heads only: MODEL.MASK_ON and MODEL.KEYPOINT_ON must be off")
         self.layers = list(layers) or default_box_layers(self.roi_heads)
+        path = box_feature_modules(self.roi_heads)
+        outside = [name for name in self.layers if name.split(".")[0] not in path]
+        if outside:
+            raise ValueError(
+                "IMAGESCORE.BOX.LAYERS %s are not on the box feature path (modules under %s of model.roi_heads)"
+                % (outside, ", ".join(path))
+            )
         try:
             self._recorder = ActivationRecorder(self.roi_heads, self.layers, grid=0)  # all ROIs share one size
         except ValueError as error:
@@ -75,7 +97,7 @@ class BoxRecorder:
         self._captured: Optional[tuple] = None
 
     @contextlib.contextmanager
-    def capture(self):
+    def recording(self, inputs=None):
         """Inside the block, each ``roi_heads`` call keeps its image list and features for :meth:`record`."""
 
         def keep(module, args, kwargs):
@@ -91,7 +113,7 @@ class BoxRecorder:
 
     def _captured_batch(self):
         if self._captured is None:
-            raise RuntimeError("no forward pass was captured: run model(inputs) inside BoxRecorder.capture()")
+            raise RuntimeError("no forward pass was captured: run model(inputs) inside BoxRecorder.recording()")
         return self._captured
 
     @property
@@ -108,12 +130,11 @@ class BoxRecorder:
         if total == 0:
             return None
         feature = next(iter(features.values()))
-        proposals = [
-            Instances(tuple(size), proposal_boxes=Boxes(b.to(device=feature.device, dtype=feature.dtype)))
-            for size, b in zip(images.image_sizes, boxes)
-        ]
+        boxes = [Boxes(b.to(device=feature.device, dtype=feature.dtype)) for b in boxes]
+        pooler, head = (getattr(self.roi_heads, name) for name in box_feature_modules(self.roi_heads))
+        in_features = self.roi_heads.in_features if isinstance(self.roi_heads, Res5ROIHeads) else self.roi_heads.box_in_features
         with self._recorder:
-            self.roi_heads(images, features, proposals)  # eval mode: the detector's own box path
+            head(pooler([features[name] for name in in_features], boxes))
         acts = self._recorder.pop()
         rows = len(next(iter(acts.values())))
         if rows != total:

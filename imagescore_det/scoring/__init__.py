@@ -2,7 +2,7 @@
 from . import constants
 from .recorder import ActivationRecorder, adaptive_average_pool, recordable_layers
 from .class_references import ClassReferences
-from .reference import Reference, ReferenceBuilder
+from .reference import Reference, ReferenceBuilder, all_reduce_builders
 from .select import count_to_keep, rank_by_score, select_per_class, select_top_fraction
 
 __all__ = [
@@ -12,6 +12,7 @@ __all__ = [
     "adaptive_average_pool",
     "Reference",
     "ReferenceBuilder",
+    "all_reduce_builders",
     "ClassReferences",
     "count_to_keep",
     "rank_by_score",

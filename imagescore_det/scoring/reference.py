@@ -13,7 +13,7 @@ import torch
 from ..utils.io import atomic_write
 from . import constants
 
-__all__ = ["ReferenceBuilder", "Reference"]
+__all__ = ["ReferenceBuilder", "Reference", "all_reduce_builders"]
 
 logger = logging.getLogger(__name__)
 
@@ -122,19 +122,10 @@ class ReferenceBuilder:
     def all_reduce(self, group=None) -> "ReferenceBuilder":
         """Combine every process's shard in place with ``torch.distributed``, so all ranks hold the total.
 
-        Shards are gathered as objects and merged in rank order: any backend works (gloo on CPU,
-        NCCL on GPU) and every rank ends with bit-identical sums. Ranks that saw no image take
-        their layer shapes from the others.
+        Merged as :func:`all_reduce_builders` merges; ranks that saw no image take their layer
+        shapes from the others.
         """
-        import torch.distributed as dist
-
-        if not (dist.is_available() and dist.is_initialized()):
-            raise RuntimeError("all_reduce needs an initialised torch.distributed process group")
-        shards: List = [None] * dist.get_world_size(group)
-        dist.all_gather_object(shards, self, group=group)
-        total = ReferenceBuilder(self.threshold_ratio, self.threshold_stat, grid=self.grid, model=self.model)
-        for shard in shards:
-            total.merge(shard)
+        total = all_reduce_builders({0: self}, group)[0]
         if total._shapes is None:
             raise ValueError("no process saw any image: the reference set is empty")
         self._shapes, self._sums, self.num_images = total._shapes, total._sums, total.num_images
@@ -168,6 +159,26 @@ class ReferenceBuilder:
         difference = _first_difference(self._shapes, shapes)
         if difference:
             raise ValueError("activations do not match the earlier batches: %s" % difference)
+
+
+def all_reduce_builders(builders: Mapping[object, ReferenceBuilder], group=None) -> Dict[object, ReferenceBuilder]:
+    """``{key: builder}`` summed over every process of ``torch.distributed``: the one way shards merge.
+
+    Shards are gathered as objects and merged in rank order, so any backend works (gloo on CPU,
+    NCCL on GPU) and every rank ends with bit-identical sums. Every rank must pass the same keys.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError("merging builders across processes needs an initialised torch.distributed process group")
+    shards: List = [None] * dist.get_world_size(group)
+    dist.all_gather_object(shards, dict(builders), group=group)
+    totals = {}
+    for key, builder in builders.items():
+        totals[key] = ReferenceBuilder(builder.threshold_ratio, builder.threshold_stat, grid=builder.grid, model=builder.model)
+        for shard in shards:
+            totals[key].merge(shard[key])
+    return totals
 
 
 class Reference:

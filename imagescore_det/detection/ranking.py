@@ -14,7 +14,7 @@ from typing import List, Sequence
 import numpy as np
 from scipy.stats import rankdata
 
-from ..data.pseudo_labels import ScoredImage
+from ..structures import ScoredImage
 
 __all__ = ["BOX_AGGREGATES", "BOX_RANKINGS", "aggregate", "image_values", "rank_product", "box_ranking_values"]
 
@@ -39,15 +39,15 @@ def rank_product(images: Sequence[ScoredImage]) -> List[np.ndarray]:
     Higher is better; the ranks are taken over every pseudo box of ``images``.
     """
     for image in images:
-        if len(image.box_scores) != len(image.scores):
+        if len(image.box_scores) != len(image.confidences):
             raise ValueError("image %r has %d box scores for %d pseudo labels: score it in box mode"
-                             % (image.image_id, len(image.box_scores), len(image.scores)))
-    counts = [len(image.scores) for image in images]
+                             % (image.image_id, len(image.box_scores), len(image.confidences)))
+    counts = [len(image.confidences) for image in images]
     total = sum(counts)
     if total == 0:
         return [np.empty(0) for _ in images]
     box_scores = np.concatenate([np.asarray(image.box_scores, dtype=np.float64) for image in images])
-    confidences = np.concatenate([np.asarray(image.scores, dtype=np.float64) for image in images])
+    confidences = np.concatenate([np.asarray(image.confidences, dtype=np.float64) for image in images])
     combined = rankdata(box_scores) / total * rankdata(confidences) / total
     return np.split(combined, np.cumsum(counts)[:-1])
 

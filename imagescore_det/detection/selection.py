@@ -20,9 +20,10 @@ require_detectron2()
 
 from detectron2.data import MetadataCatalog  # noqa: E402
 
-from ..data.pseudo_labels import ScoredImage, build_pseudo_label_json, score_table, write_csv, write_json  # noqa: E402
+from ..data.pseudo_labels import build_pseudo_label_json, score_table, write_csv, write_json  # noqa: E402
 from ..reports.detection import plot_score_histogram  # noqa: E402
-from ..scoring import Reference, count_to_keep, rank_by_score, select_top_fraction  # noqa: E402
+from ..scoring import count_to_keep, rank_by_score, select_top_fraction  # noqa: E402
+from ..structures import ScoredImage  # noqa: E402
 
 __all__ = [
     "STRATEGIES", "select_by_strategy", "selection_seed", "output_paths", "labelled_class_names", "labelled_category_ids",
@@ -38,20 +39,22 @@ STRATEGIES = ("image_score", "confidence", "random", "all")
 def select_by_strategy(images: Sequence[ScoredImage], strategy: str, fraction: float, *, seed: int = 0) -> np.ndarray:
     """Indices of the images a strategy keeps: ``count_to_keep(fraction, N)`` of them, best first.
 
-    "image_score" and "confidence" rank by that value (higher is better, ties by image id);
-    "random" draws without replacement with ``numpy.random.default_rng(seed)``; "all" keeps every
-    image (ordered by image score) whatever the fraction.
+    "image_score" ranks by the scoring mode's ``ranking_value`` (the image score in image mode, the
+    aggregate box value in box mode) and "confidence" by the mean detection confidence (higher is
+    better, ties by image id); "random" draws without replacement with
+    ``numpy.random.default_rng(seed)``; "all" keeps every image (ordered by ranking value) whatever
+    the fraction.
     """
     ids = [image.image_id for image in images]
     if strategy == "image_score":
-        return select_top_fraction([image.score for image in images], ids, fraction)
+        return select_top_fraction([image.ranking_value for image in images], ids, fraction)
     if strategy == "confidence":
-        return select_top_fraction([image.confidence for image in images], ids, fraction)
+        return select_top_fraction([image.mean_confidence for image in images], ids, fraction)
     if strategy == "random":
         order = np.random.default_rng(seed).permutation(len(images))
         return order[: count_to_keep(fraction, len(images))]
     if strategy == "all":
-        return rank_by_score([image.score for image in images], ids)
+        return rank_by_score([image.ranking_value for image in images], ids)
     raise ValueError("unknown selection strategy %r; choose one of %s" % (strategy, STRATEGIES))
 
 
@@ -95,11 +98,12 @@ def labelled_category_ids(cfg) -> Sequence[int]:
 
 
 def write_selection(
-    cfg, reference: Reference, images: Sequence[ScoredImage], *, model_info: Mapping, output_dir: Optional[str] = None
+    cfg, reference, images: Sequence[ScoredImage], *, model_info: Mapping, output_dir: Optional[str] = None
 ) -> Dict[str, object]:
     """Keep ``images`` by IMAGESCORE.SELECTION and write the four files; return paths and counts.
 
-    The CSV's rank is always the image-score rank; its ``selected`` column marks what the strategy kept.
+    ``reference`` is the scoring mode's (a ``Reference`` or ``ClassReferences``: both save to one
+    file). The CSV's rank is always the ranking-value rank; its ``selected`` column marks what the strategy kept.
     Images that could not be read (``error`` set) are left out of the selection and listed in the CSV.
     """
     settings = cfg.IMAGESCORE
@@ -110,7 +114,7 @@ def write_selection(
     paths = output_paths(cfg, output_dir)
     seed = selection_seed(cfg)
     selected_indices = select_by_strategy(images, settings.SELECTION, settings.SELECT_FRACTION, seed=seed)
-    order = rank_by_score([image.score for image in images], [image.image_id for image in images])
+    order = rank_by_score([image.ranking_value for image in images], [image.image_id for image in images])
     ranks = np.empty(len(images), dtype=np.int64)
     ranks[order] = np.arange(1, len(images) + 1)
     selected = np.zeros(len(images), dtype=bool)
@@ -148,7 +152,7 @@ def write_selection(
     write_json(paths["pseudo_labels"], payload)
     write_csv(paths["scores"], *score_table(images, ranks, selected, unreadable=unreadable))
     plot_score_histogram(
-        [image.score for image in images], selected, paths["histogram"],
+        [image.ranking_value for image in images], selected, paths["histogram"],
         title="Image scores of %s (%d kept of %d)" % (", ".join(settings.UNLABELLED_DATASETS), selected.sum(), len(images)),
     )
     logger.info(

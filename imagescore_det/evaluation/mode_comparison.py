@@ -1,7 +1,8 @@
 """Image mode vs box mode vs confidence, measured against ground truth (issue 10).
 
-Both modes score the same detector's detections, so every strategy below keeps the same fraction
-of the same pseudo-labelled images and differs only in which: image score (the paper), box score
+One scoring pass in both modes (``score_unlabelled(..., modes=("image", "box"))``) gives every image
+its image score and its box scores on the same detections, so every strategy below keeps the same
+fraction of the same pseudo-labelled images and differs only in which: image score (the paper), box score
 (min or mean over an image's pseudo boxes), mean detection confidence, the score x confidence
 rank product (min or mean), a seeded random draw, and "all". A second table asks the question box
 by box: with which AUROC does each signal put correct pseudo boxes (same class, IoU >= 0.5) above
@@ -13,10 +14,12 @@ from typing import Dict, List, Mapping, Sequence
 import numpy as np
 
 from ..classification.metrics import failure_auroc
-from ..data.pseudo_labels import ScoredImage
+from ..data.ground_truth import GroundTruth
+from ..detection.ranking import image_values, rank_product
+from ..detection.selection import select_by_strategy
 from ..scoring import select_top_fraction
-from .box_ranking import image_values, rank_product
-from .selection_quality import GroundTruth, match_pseudo_labels, select_by_strategy, selection_quality
+from ..structures import ScoredImage
+from .pseudo_label_quality import match_pseudo_labels, selection_quality
 
 __all__ = ["BOX_STRATEGIES", "BOX_SIGNALS", "compare_modes", "box_auroc", "mean_and_sd", "markdown_table"]
 
@@ -28,40 +31,40 @@ BOX_STRATEGIES = (
 BOX_SIGNALS = ("box_score", "confidence", "score_x_confidence")
 
 
-def _strategy_values(image_mode: Sequence[ScoredImage], box_mode: Sequence[ScoredImage], strategy: str) -> np.ndarray:
+def _strategy_values(images: Sequence[ScoredImage], strategy: str) -> np.ndarray:
     if strategy == "image_score":
-        return np.asarray([image.score for image in image_mode], dtype=np.float64)
+        return np.asarray([image.image_score for image in images], dtype=np.float64)
     signal, how = strategy.rsplit("_", 1)
-    per_image = [image.box_scores for image in box_mode] if signal == "box_score" else rank_product(box_mode)
+    per_image = [image.box_scores for image in images] if signal == "box_score" else rank_product(images)
     return image_values(per_image, how, empty=-math.inf)  # no pseudo box: last
 
 
 def compare_modes(
-    image_mode: Sequence[ScoredImage], box_mode: Sequence[ScoredImage], truth: GroundTruth, fraction: float, *, seed: int = 0
+    images: Sequence[ScoredImage], truth: GroundTruth, fraction: float, *, seed: int = 0
 ) -> List[Dict[str, object]]:
-    """One row per :data:`BOX_STRATEGIES` entry, then "all"; pseudo labels are the box-mode records'."""
-    if [image.image_id for image in image_mode] != [image.image_id for image in box_mode]:
-        raise ValueError("the image-mode and box-mode passes scored different images (or in another order)")
-    ids = [image.image_id for image in box_mode]
+    """One row per :data:`BOX_STRATEGIES` entry, then "all", over images scored in both modes."""
+    if any(len(image.box_scores) != len(image.boxes) or math.isnan(image.image_score) for image in images):
+        raise ValueError("compare_modes needs images scored in both modes: score_unlabelled(..., modes=('image', 'box'))")
+    ids = [image.image_id for image in images]
     rows = []
     for strategy in BOX_STRATEGIES:
         if strategy in ("confidence", "random"):
-            indices = select_by_strategy(box_mode, strategy, fraction, seed=seed)
+            indices = select_by_strategy(images, strategy, fraction, seed=seed)
         else:
-            indices = select_top_fraction(_strategy_values(image_mode, box_mode, strategy), ids, fraction)
-        rows.append({"strategy": strategy, **selection_quality(box_mode, truth, indices)})
-    rows.append({"strategy": "all", **selection_quality(box_mode, truth, np.arange(len(box_mode)))})
+            indices = select_top_fraction(_strategy_values(images, strategy), ids, fraction)
+        rows.append({"strategy": strategy, **selection_quality(images, truth, indices)})
+    rows.append({"strategy": "all", **selection_quality(images, truth, np.arange(len(images)))})
     return rows
 
 
-def box_auroc(box_mode: Sequence[ScoredImage], truth: GroundTruth) -> List[Dict[str, object]]:
+def box_auroc(images: Sequence[ScoredImage], truth: GroundTruth) -> List[Dict[str, object]]:
     """Per signal, the AUROC with which it ranks correct pseudo boxes above wrong ones (NaN if all agree)."""
-    matches = [match_pseudo_labels(image.boxes, image.classes, image.scores, *truth[image.image_id]) for image in box_mode]
+    matches = [match_pseudo_labels(image.boxes, image.classes, image.confidences, *truth[image.image_id]) for image in images]
     correct = np.concatenate(matches or [np.empty(0, bool)])
     values = {
-        "box_score": [s for image in box_mode for s in image.box_scores],
-        "confidence": [s for image in box_mode for s in image.scores],
-        "score_x_confidence": [s for part in rank_product(box_mode) for s in part],
+        "box_score": [s for image in images for s in image.box_scores],
+        "confidence": [s for image in images for s in image.confidences],
+        "score_x_confidence": [s for part in rank_product(images) for s in part],
     }
     return [
         {

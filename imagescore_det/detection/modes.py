@@ -1,0 +1,248 @@
+"""Scoring modes, and :func:`score_unlabelled`, which runs any set of them in two passes.
+
+A mode says what its reference is built from and what an unlabelled image is scored by:
+
+- ``image`` (the paper): one reference from the backbone's per-image layers over the labelled
+  images; each unlabelled image is scored against it (``ScoredImage.image_score``).
+- ``box``: one reference per class from the box head's activations on the labelled set's
+  ground-truth boxes; each pseudo box is scored against its class (``ScoredImage.box_scores``),
+  and the image ranks by their aggregate (:mod:`.ranking`).
+
+:data:`MODES` maps ``IMAGESCORE.SCORE_MODE`` to its class, so a new mode is one entry. However
+many modes run, the labelled set goes through the detector once (the reference pass) and the
+unlabelled set once (the scoring pass), every mode's recorder attached to the same forward.
+"""
+import logging
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from imagescore_det.utils.detectron2_import import require_detectron2
+
+require_detectron2()
+
+from detectron2.utils import comm  # noqa: E402
+
+from ..data.folder import UNREADABLE_KEY  # noqa: E402
+from ..data.ground_truth import ground_truth_of  # noqa: E402
+from ..modeling.box_recording import BoxRecorder, to_input_boxes  # noqa: E402
+from ..scoring import ClassReferences, ReferenceBuilder, all_reduce_builders  # noqa: E402
+from ..structures import ScoredImage  # noqa: E402
+from .passes import BackboneRecorder, gather_scored, labelled_loader, run_recorded, unlabelled_loader, unwrap_model  # noqa: E402
+from .ranking import BOX_AGGREGATES, BOX_RANKINGS, box_ranking_values  # noqa: E402
+from .selection import labelled_class_names  # noqa: E402
+
+__all__ = ["MODES", "ImageMode", "BoxMode", "to_scored_image", "build_references", "score_images", "score_unlabelled"]
+
+logger = logging.getLogger(__name__)
+
+
+def merged(builders: Dict[object, ReferenceBuilder]) -> Dict[object, ReferenceBuilder]:
+    """``builders`` summed over every process (every mode merges this way); as they are in one process."""
+    return all_reduce_builders(builders) if comm.get_world_size() > 1 else builders
+
+
+class ImageMode:
+    """The paper's mode: one reference of whole labelled images, each unlabelled image scored against it."""
+
+    name = "image"
+    needs_labelled_truth = False
+
+    def __init__(self, cfg, model, description: str):
+        self.settings = cfg.IMAGESCORE
+        self.recorder = BackboneRecorder(model, self.settings.GRID)
+        self.builder = ReferenceBuilder(
+            self.settings.THRESHOLD_RATIO, self.settings.THRESHOLD_STAT, grid=self.settings.GRID, model=description
+        )
+
+    def add_to_reference(self, inputs: Sequence[dict], truth) -> None:
+        self.builder.update(self.recorder.pop(), [x["image_id"] for x in inputs])
+
+    def finish_reference(self):
+        builder = merged({0: self.builder})[0]
+        reference = builder.finalize()
+        logger.info(
+            "Built the reference from %d images of %s",
+            reference.metadata["num_images"],
+            ", ".join(self.settings.LABELLED_DATASETS),
+        )
+        return reference
+
+    def score(self, reference, inputs: Sequence[dict], images: Sequence[ScoredImage]) -> None:
+        terms = reference.layer_terms(self.recorder.pop(), self.settings.FORMULA, [x["image_id"] for x in inputs])
+        for row, image in enumerate(images):
+            image.terms = {layer: float(term[row]) for layer, term in terms.items()}
+            image.image_score = float(sum(image.terms.values()))
+
+    def ranking_values(self, reference, images: Sequence[ScoredImage]) -> np.ndarray:
+        return np.asarray([image.image_score for image in images], dtype=np.float64)
+
+
+class BoxMode:
+    """Each pseudo box against the reference of its class, built from the labelled set's ground-truth boxes."""
+
+    name = "box"
+    needs_labelled_truth = True
+
+    def __init__(self, cfg, model, description: str):
+        self.settings = settings = cfg.IMAGESCORE
+        for key, value, choices in (
+            ("AGGREGATE", settings.BOX.AGGREGATE, BOX_AGGREGATES),
+            ("RANKING", settings.BOX.RANKING, BOX_RANKINGS),
+        ):
+            if value not in choices:  # checked before the passes, not after them
+                raise ValueError("IMAGESCORE.BOX.%s must be one of %s, got %r" % (key, choices, value))
+        self.recorder = BoxRecorder(unwrap_model(model), settings.BOX.LAYERS)
+        self.class_names = labelled_class_names(cfg)
+        self.builders = {
+            c: ReferenceBuilder(settings.THRESHOLD_RATIO, settings.THRESHOLD_STAT, grid=0, model=description)
+            for c in range(len(self.class_names))
+        }
+
+    def add_to_reference(self, inputs: Sequence[dict], truth) -> None:
+        boxes, classes, ids = [], [], []
+        for record, size in zip(inputs, self.recorder.input_sizes):
+            if record["image_id"] not in truth:
+                raise ValueError("labelled image %r has no ground-truth record" % (record["image_id"],))
+            truth_boxes, truth_classes = truth[record["image_id"]]
+            boxes.append(to_input_boxes(truth_boxes, record, size))
+            classes.append(np.asarray(truth_classes, dtype=np.int64))
+            ids += [record["image_id"]] * len(truth_classes)
+        box_acts = self.recorder.record(boxes)
+        if box_acts is None:
+            return
+        classes = np.concatenate(classes)
+        unknown = classes[(classes < 0) | (classes >= len(self.class_names))]
+        if len(unknown):
+            raise ValueError(
+                "a ground-truth box has class %d, but the labelled set has %d classes" % (unknown[0], len(self.class_names))
+            )
+        for c in np.unique(classes):
+            rows = np.flatnonzero(classes == c)
+            index = torch.as_tensor(rows, dtype=torch.int64)
+            self.builders[int(c)].update(
+                {name: act.index_select(0, index) for name, act in box_acts.items()}, [ids[i] for i in rows]
+            )
+
+    def finish_reference(self) -> ClassReferences:
+        builders = merged(self.builders)
+        missing = [self.class_names[c] for c, builder in builders.items() if builder.num_images == 0]
+        if missing:
+            logger.warning(
+                "No labelled ground-truth box of class %s: its detections score below every other box", ", ".join(missing)
+            )
+        references = ClassReferences.from_builders(builders, self.class_names, mode="box")
+        logger.info(
+            "Built per-class box references from %s: %s",
+            ", ".join(self.settings.LABELLED_DATASETS),
+            references.metadata["examples_per_class"],
+        )
+        return references
+
+    def score(self, references: ClassReferences, inputs: Sequence[dict], images: Sequence[ScoredImage]) -> None:
+        sizes = self.recorder.input_sizes
+        box_acts = self.recorder.record(
+            [to_input_boxes(image.boxes, record, size) for image, record, size in zip(images, inputs, sizes)]
+        )
+        if box_acts is None:
+            return
+        scores = references.score(box_acts, [c for image in images for c in image.classes], self.settings.FORMULA)
+        scores = scores.tolist()
+        for image in images:
+            image.box_scores, scores = scores[: len(image.boxes)], scores[len(image.boxes) :]
+
+    def ranking_values(self, references: ClassReferences, images: Sequence[ScoredImage]) -> np.ndarray:
+        """By ``IMAGESCORE.BOX.RANKING`` (the rank product needs every image's boxes: call after the gather)."""
+        box = self.settings.BOX
+        return box_ranking_values(images, box.RANKING, box.AGGREGATE, empty_score=references.lowest_score)
+
+
+#: ``IMAGESCORE.SCORE_MODE`` -> its mode.
+MODES = {mode.name: mode for mode in (ImageMode, BoxMode)}
+
+
+def to_scored_image(record, output, *, pseudo_score_thresh: float, ignore_score_thresh: float = 1.0) -> ScoredImage:
+    """One image's detections: pseudo labels at >= ``pseudo_score_thresh``, ignore boxes with confidence
+    in [ignore_score_thresh, pseudo_score_thresh) (docs/method.md §2 item 8); no scores yet."""
+    instances = output["instances"].to("cpu")
+    keep = instances.scores >= pseudo_score_thresh
+    ignore = (instances.scores >= ignore_score_thresh) & ~keep
+    return ScoredImage(
+        image_id=record["image_id"],
+        file_name=record["file_name"],
+        height=int(record["height"]),
+        width=int(record["width"]),
+        boxes=instances.pred_boxes.tensor[keep].tolist(),
+        classes=instances.pred_classes[keep].tolist(),
+        confidences=instances.scores[keep].tolist(),
+        mean_confidence=float(instances.scores.mean()) if len(instances) else 0.0,
+        ignore_boxes=instances.pred_boxes.tensor[ignore].tolist(),
+    )
+
+
+def build_references(model, data_loader, scorers: Sequence, *, truth=None) -> Dict[str, object]:
+    """One pass over the labelled ``data_loader`` that builds the reference of every mode in ``scorers``
+    (``truth``: the labelled set's ground truth, which box mode needs); every rank returns the same."""
+
+    def add(inputs, outputs):
+        for scorer in scorers:
+            scorer.add_to_reference(inputs, truth)
+
+    run_recorded(model, data_loader, [scorer.recorder for scorer in scorers], add, description="Reference pass")
+    return {scorer.name: scorer.finish_reference() for scorer in scorers}
+
+
+def score_images(
+    model, data_loader, scorers: Sequence, references: Dict[str, object], *, pseudo_score_thresh: float,
+    ignore_score_thresh: float = 1.0,
+) -> List[ScoredImage]:
+    """One pass over ``data_loader``: this rank's images with their pseudo labels and every mode's scores.
+
+    An image the loader's mapper could not read is kept, in its place, as ``ScoredImage.unreadable``.
+    """
+    images: List[ScoredImage] = []
+
+    def score(inputs, outputs):
+        batch = [
+            to_scored_image(record, output, pseudo_score_thresh=pseudo_score_thresh, ignore_score_thresh=ignore_score_thresh)
+            for record, output in zip(inputs, outputs)
+        ]
+        for scorer in scorers:
+            scorer.score(references[scorer.name], inputs, batch)
+        images.extend(batch)
+
+    def keep_unreadable(record):
+        images.append(ScoredImage.unreadable(record["image_id"], record["file_name"], record[UNREADABLE_KEY]))
+
+    recorders = [scorer.recorder for scorer in scorers]
+    run_recorded(model, data_loader, recorders, score, description="Scoring pass", on_unreadable=keep_unreadable)
+    return images
+
+
+def score_unlabelled(cfg, model, *, description: str, modes: Sequence[str] = ()) -> Tuple[Dict[str, object], List[ScoredImage]]:
+    """References from ``IMAGESCORE.LABELLED_DATASETS``, then ``IMAGESCORE.UNLABELLED_DATASETS`` scored.
+
+    ``IMAGESCORE.SCORE_MODE`` always runs and sets each image's ``ranking_value``; ``modes`` adds
+    others, in the same two passes. Returns ``{mode: reference}`` (a ``Reference`` for image mode,
+    ``ClassReferences`` for box mode) and, on the main process, every scored image in dataset order
+    (other ranks get an empty list). ``description`` names the model in the references.
+    """
+    settings = cfg.IMAGESCORE
+    names = [settings.SCORE_MODE] + [name for name in modes if name != settings.SCORE_MODE]
+    unknown = [name for name in names if name not in MODES]
+    if unknown:
+        raise ValueError("IMAGESCORE.SCORE_MODE must be one of %s, got %r" % (sorted(MODES), unknown[0]))
+    scorers = [MODES[name](cfg, model, description) for name in names]
+    truth = ground_truth_of(settings.LABELLED_DATASETS) if any(s.needs_labelled_truth for s in scorers) else None
+    references = build_references(model, labelled_loader(cfg), scorers, truth=truth)
+    shard = score_images(
+        model, unlabelled_loader(cfg), scorers, references,
+        pseudo_score_thresh=settings.PSEUDO_SCORE_THRESH, ignore_score_thresh=settings.PSEUDO_TRAINING.IGNORE_SCORE_THRESH,
+    )
+    images = gather_scored(shard, "%s (modes %s, formula %r)" % (", ".join(settings.UNLABELLED_DATASETS), names, settings.FORMULA))
+    if comm.is_main_process():
+        scored = [image for image in images if not image.error]  # unreadable images keep their NaN value
+        for image, value in zip(scored, scorers[0].ranking_values(references[scorers[0].name], scored)):
+            image.ranking_value = float(value)
+    return references, images

@@ -1,0 +1,169 @@
+"""The one recording pass over a dataset: each batch goes through the detector once, with every
+recorder that the scoring modes need attached (docs/method.md §2 steps 2-5).
+
+A recorder is anything with a ``recording(inputs)`` context manager that holds its hooks during the
+forward pass: :class:`BackboneRecorder` (the backbone's per-image layers, for image mode) and
+:class:`~imagescore_det.modeling.box_recording.BoxRecorder` (the box head on given boxes, for box
+mode). Each pass uses Detectron2's test loader (one image per batch, so a score never depends on
+its batch) with the model in eval mode under ``torch.inference_mode``; activations live only as
+long as their batch. In a multi-process run the loader shards images by rank and the scored images
+are gathered on the main process.
+"""
+import contextlib
+import logging
+import time
+from datetime import timedelta
+from typing import Callable, List, Optional, Sequence
+
+import torch
+
+from imagescore_det.utils.detectron2_import import require_detectron2
+
+require_detectron2()
+
+from detectron2.data import build_detection_test_loader  # noqa: E402
+from detectron2.utils import comm  # noqa: E402
+from detectron2.utils.logger import log_every_n_seconds  # noqa: E402
+from torch.nn.parallel import DistributedDataParallel  # noqa: E402
+
+from ..data.folder import UNREADABLE_KEY, SkipUnreadableMapper, is_unreadable  # noqa: E402
+from ..structures import ScoredImage  # noqa: E402
+
+__all__ = [
+    "BackboneRecorder",
+    "unwrap_model",
+    "run_recorded",
+    "labelled_loader",
+    "unlabelled_loader",
+    "gather_scored",
+    "check_unique_ids",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between two progress lines of a pass.
+PROGRESS_PERIOD_S = 10
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The model inside a DistributedDataParallel wrapper (scoring runs each rank's copy alone)."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+class BackboneRecorder:
+    """The recording backbone's per-image layers, each cropped to its image before pooling."""
+
+    def __init__(self, model: torch.nn.Module, grid: int):
+        backbone = unwrap_model(model).backbone
+        if not hasattr(backbone, "recorder"):
+            raise ValueError(
+                "the model's backbone %s cannot record activations: set MODEL.BACKBONE.NAME to "
+                "build_imagescore_backbone and the real backbone in IMAGESCORE.WRAPPED_BACKBONE"
+                % type(backbone).__name__
+            )
+        self.recorder = backbone.recorder(grid)
+
+    @contextlib.contextmanager
+    def recording(self, inputs: Sequence[dict]):
+        self.recorder.set_image_sizes([tuple(x["image"].shape[-2:]) for x in inputs])
+        with self.recorder:
+            yield self
+
+    def pop(self):
+        """``{layer: [images, ...]}`` of the last forward pass."""
+        return self.recorder.pop()
+
+
+def run_recorded(
+    model,
+    data_loader,
+    recorders: Sequence,
+    handle: Callable,
+    *,
+    description: str,
+    on_unreadable: Optional[Callable] = None,
+) -> None:
+    """Run ``model`` once per batch of ``data_loader`` with ``recorders`` attached, then
+    ``handle(inputs, outputs)``, which reads what the recorders hold.
+
+    Records that ``SkipUnreadableMapper`` marked as unreadable go to ``on_unreadable(record)``
+    instead of the model (without it they are an error). The model's train/eval mode is restored
+    afterwards, even after an error.
+    """
+    model = unwrap_model(model)
+    total, start = len(data_loader), time.perf_counter()
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for done, batch in enumerate(data_loader, start=1):
+                inputs = readable_records(batch, on_unreadable, description)
+                if not inputs:
+                    continue  # every image of the batch was unreadable
+                with contextlib.ExitStack() as attached:
+                    for recorder in recorders:
+                        attached.enter_context(recorder.recording(inputs))
+                    outputs = model(inputs)
+                handle(inputs, outputs)
+                elapsed = time.perf_counter() - start
+                eta = timedelta(seconds=int(elapsed / done * (total - done)))
+                log_every_n_seconds(
+                    logging.INFO,
+                    "%s: %d/%d batches, ETA %s" % (description, done, total, eta),
+                    n=PROGRESS_PERIOD_S,
+                )
+    finally:
+        model.train(was_training)
+    logger.info("%s: %d batches in %.1f s", description, total, time.perf_counter() - start)
+
+
+def readable_records(batch, on_unreadable: Optional[Callable], description: str) -> list:
+    """The batch's readable records; each unreadable marker goes to ``on_unreadable`` (an error without one)."""
+    for record in batch:
+        if is_unreadable(record):
+            if on_unreadable is None:
+                raise ValueError(
+                    "%s: cannot read %s (%s)" % (description, record["file_name"], record[UNREADABLE_KEY])
+                )
+            on_unreadable(record)
+    return [record for record in batch if not is_unreadable(record)]
+
+
+def labelled_loader(cfg):
+    """Detectron2's test loader over IMAGESCORE.LABELLED_DATASETS: the reference pass's images."""
+    return build_detection_test_loader(cfg, list(cfg.IMAGESCORE.LABELLED_DATASETS))
+
+
+def unlabelled_loader(cfg):
+    """Detectron2's test loader over IMAGESCORE.UNLABELLED_DATASETS; an image that cannot be read becomes
+    a marker record (SkipUnreadableMapper) rather than ending an hour-long pass."""
+    return build_detection_test_loader(
+        cfg, list(cfg.IMAGESCORE.UNLABELLED_DATASETS), mapper=SkipUnreadableMapper(cfg, False)
+    )
+
+
+def gather_scored(shard: List[ScoredImage], description: str) -> List[ScoredImage]:
+    """Every rank's scored images on the main process (others get []), ids checked, unreadable ones reported."""
+    images = [image for part in comm.gather(shard) for image in part]
+    if comm.is_main_process():
+        unreadable = [image.file_name for image in images if image.error]
+        logger.info("Scored %d images of %s", len(images) - len(unreadable), description)
+        if unreadable:
+            logger.warning(
+                "Skipped %d unreadable image(s), recorded as not scored: %s",
+                len(unreadable),
+                ", ".join(unreadable),
+            )
+        check_unique_ids(images)
+    return images
+
+
+def check_unique_ids(images: Sequence[ScoredImage]) -> None:
+    """Selection breaks ties by image id, so ids must name images uniquely across the unlabelled sets."""
+    seen = set()
+    for image in images:
+        if image.image_id in seen:
+            raise ValueError(
+                "image id %r occurs twice in IMAGESCORE.UNLABELLED_DATASETS (%s)" % (image.image_id, image.file_name)
+            )
+        seen.add(image.image_id)

@@ -1,0 +1,209 @@
+"""The side-by-side study of semi-supervised arms from one teacher per seed; ``tools/ssod_study.py``
+is its command line (its help says what the arms are and what is written).
+
+Each run is a ``tools/train_net.py`` subprocess, so the hook, selection and pseudo-label code are
+training's own; the study only chooses each run's settings, collects its evaluations and
+pseudo-label quality, and writes the tables (:mod:`.summary`).
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+
+import torch
+
+from imagescore_det.utils.detectron2_import import require_detectron2
+
+require_detectron2()
+
+from fvcore.common.checkpoint import Checkpointer  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from ..data.ground_truth import ground_truth_of  # noqa: E402
+from ..data.pseudo_labels import load_pseudo_labels  # noqa: E402
+from ..detection.selection import output_paths  # noqa: E402
+from ..engine import setup  # noqa: E402
+from ..engine.hooks import EVALUATIONS_FILE  # noqa: E402
+from ..evaluation.evaluators import COCO_STYLE_KEY  # noqa: E402
+from ..evaluation.pseudo_label_quality import pseudo_label_file_quality  # noqa: E402
+from ..utils.io import atomic_write  # noqa: E402
+from .summary import control_drift, drift_note, plot_curves, summarize, write_runs, write_summary  # noqa: E402
+
+__all__ = ["ARMS", "TEACHER", "study_config", "arm_eval_period", "run_opts", "evaluations", "Study", "run_study"]
+
+#: Arm -> the IMAGESCORE.SELECTION its swap uses (None: an arm without a swap).
+ARMS = {"control": None, "imagescore": "image_score", "confidence": "confidence", "random": "random", "all": "all", "oracle": None}
+TEACHER = "teacher"
+TEACHER_CHECKPOINT = "teacher.pth"
+DONE = "done.json"
+#: Where the evaluator of a VOC-format test set puts its COCO-style AP50.
+COCO_STYLE_AP50 = COCO_STYLE_KEY + "/AP50"
+
+
+def study_config(args):
+    """The shared config (file + opts + data seed), set up as every tool's (datasets of
+    IMAGESCORE.REGISTER_DATASETS registered, the synthetic set generated) and checked for what the
+    study needs. Returns it and the opts every run gets."""
+    opts = list(args.opts) + (["IMAGESCORE.SYNTHETIC.SEED", str(args.data_seed)] if args.data_seed is not None else [])
+    cfg = setup(argparse.Namespace(config_file=args.config_file, opts=opts))
+    if cfg.IMAGESCORE.REGIME != "swap":
+        raise ValueError("IMAGESCORE.REGIME is %r: the study's arms swap (its control sets labelled_only itself)" % cfg.IMAGESCORE.REGIME)
+    swap, end = cfg.IMAGESCORE.SWAP_ITER, cfg.SOLVER.MAX_ITER
+    if not 0 < swap < end:
+        raise ValueError("IMAGESCORE.SWAP_ITER=%d must lie inside (0, SOLVER.MAX_ITER=%d)" % (swap, end))
+    arm_eval_period(cfg)  # refuses a schedule the arms cannot be evaluated on
+    if not cfg.DATASETS.TEST:
+        raise ValueError("DATASETS.TEST is empty: the study evaluates every arm on it")
+    return cfg, opts
+
+
+def arm_eval_period(cfg) -> int:
+    """The arms' TEST.EVAL_PERIOD: the config's if it gives 3 evaluations after the swap, else a third of
+    the post-swap phase. It must divide SWAP_ITER, so that the arms are evaluated at the same
+    iterations after the swap."""
+    swap, end, period = cfg.IMAGESCORE.SWAP_ITER, cfg.SOLVER.MAX_ITER, cfg.TEST.EVAL_PERIOD
+    if period <= 0 or (end - swap) // period < 3:
+        period = (end - swap) // 3
+    if period <= 0 or swap % period:
+        raise ValueError(
+            "the arms need TEST.EVAL_PERIOD=%d to divide IMAGESCORE.SWAP_ITER=%d and fit 3 times "
+            "into the %d iterations after it: set TEST.EVAL_PERIOD" % (period, swap, end - swap)
+        )
+    return period
+
+
+def run_opts(cfg, opts, seed: int, name: str, output_dir: str):
+    """The KEY VALUE list of one run: the shared opts, then what makes it this seed's teacher or arm."""
+    own = ["SEED", str(seed), "OUTPUT_DIR", output_dir]
+    never = ["IMAGESCORE.REGIME", "labelled_only"]
+    if name == TEACHER:  # evaluated once, at the swap: the arms' curves start there
+        own += ["SOLVER.MAX_ITER", str(cfg.IMAGESCORE.SWAP_ITER), "TEST.EVAL_PERIOD", "0"]
+    else:
+        own += ["TEST.EVAL_PERIOD", str(arm_eval_period(cfg))]
+    if name == "control":
+        own += never
+    elif name == "oracle":
+        own += never + ["DATASETS.TRAIN", repr(tuple(cfg.DATASETS.TRAIN) + tuple(cfg.IMAGESCORE.UNLABELLED_DATASETS))]
+    elif ARMS.get(name):
+        own += ["IMAGESCORE.SELECTION", ARMS[name]]
+    return list(opts) + own
+
+
+def evaluations(output_dir: str):
+    """``{iterations done: (AP50, AP, COCO-style AP50 or None)}`` from the run's evaluation log
+    (:class:`~imagescore_det.engine.EvaluationLog`; a later line for the same iteration wins).
+
+    AP50 and AP are the Pascal VOC protocol's (``bbox/AP50``, ``bbox/AP``: the paper's metric);
+    the COCO-style AP50 by pycocotools (``bbox_coco/AP50``) is kept beside them where the evaluator
+    wrote it.
+    """
+    found = {}
+    with open(os.path.join(output_dir, EVALUATIONS_FILE)) as f:
+        for line in f:
+            record = json.loads(line)
+            found[record["iteration"]] = (record["bbox/AP50"], record["bbox/AP"], record.get(COCO_STYLE_AP50))
+    return found
+
+
+class Study:
+    """Runs teachers and arms as ``train_net`` subprocesses and collects their rows."""
+
+    def __init__(self, args, cfg, opts, train_net: str):
+        self.args, self.cfg, self.opts, self.train_net = args, cfg, opts, train_net
+        self.root = os.path.abspath(args.output_dir)
+        self.truth = None  # the unlabelled set's ground truth, read once when an arm needs it
+
+    def folder(self, seed: int, name: str) -> str:
+        return os.path.join(self.root, "seed%d" % seed, name)
+
+    def train(self, seed: int, name: str):
+        """Run (or reuse) one training; return its done.json record."""
+        folder = self.folder(seed, name)
+        done = os.path.join(folder, DONE)
+        if os.path.isfile(done):
+            with open(done) as f:
+                return json.load(f)
+        shutil.rmtree(folder, ignore_errors=True)  # an unfinished run starts over from its teacher
+        os.makedirs(folder)
+        command = [sys.executable, self.train_net, "--config-file", self.args.config_file]
+        if name != TEACHER:  # resumes the teacher: its iteration, optimizer and LR schedule
+            shutil.copyfile(os.path.join(self.folder(seed, TEACHER), "model_final.pth"), os.path.join(folder, TEACHER_CHECKPOINT))
+            Checkpointer(torch.nn.Module(), save_dir=folder).tag_last_checkpoint(TEACHER_CHECKPOINT)
+            command.append("--resume")
+        command += run_opts(self.cfg, self.opts, seed, name, folder)
+        env = dict(os.environ, OMP_NUM_THREADS=str(self.args.threads), MKL_NUM_THREADS=str(self.args.threads))
+        start = time.time()
+        with open(os.path.join(folder, "stdout.log"), "w") as log:
+            code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        if code:
+            raise RuntimeError("%s of seed %d failed (exit %d); see %s" % (name, seed, code, os.path.join(folder, "stdout.log")))
+        record = {"command": shlex.join(command), "seconds": round(time.time() - start, 1), "evaluations": evaluations(folder)}
+        if ARMS.get(name):
+            record["pseudo_labels"] = self.pseudo_label_quality(folder)
+        with atomic_write(done) as f:
+            json.dump(record, f, indent=1)
+        with open(done) as f:
+            return json.load(f)  # JSON's view (string keys), the same as a reused run's
+
+    def pseudo_label_quality(self, folder: str):
+        if self.truth is None:
+            self.truth = ground_truth_of(self.cfg.IMAGESCORE.UNLABELLED_DATASETS)
+        paths = output_paths(self.cfg, folder)
+        return pseudo_label_file_quality(load_pseudo_labels(paths["pseudo_labels"]), self.truth)
+
+    def rows(self, seed: int, arm: str, teacher, record):
+        """runs.csv rows of one arm: the teacher's evaluations up to the swap, then the arm's."""
+        swap = self.cfg.IMAGESCORE.SWAP_ITER
+        stats = record.get("pseudo_labels", {})
+        points = {int(k): (v, {}) for k, v in teacher["evaluations"].items() if int(k) <= swap}
+        points.update({int(k): (v, stats) for k, v in record["evaluations"].items() if int(k) > swap})
+        return [
+            dict(extra, arm=arm, seed=seed, iteration=it, ap50=values[0], ap=values[1], ap50_coco=(list(values) + [None])[2])
+            for it, (values, extra) in sorted(points.items())
+        ]
+
+
+def run_study(args, command: str, train_net: str):
+    """Train everything not yet done (``--jobs`` at a time) with the script ``train_net``
+    (tools/train_net.py), then write the tables and the plot."""
+    started = time.time()
+    cfg, opts = study_config(args)  # generates the synthetic set once, here, before the runs read it in parallel
+    study = Study(args, cfg, opts, train_net)
+    os.makedirs(study.root, exist_ok=True)
+    progress = tqdm(total=len(args.seeds) * (1 + len(args.arms)), desc="ssod study", unit="run")
+
+    def job(seed, name, teacher_future=None):
+        if teacher_future is not None:
+            teacher_future.result()  # submitted earlier, so already running or done: no deadlock
+        record = study.train(seed, name)
+        progress.update()
+        progress.write("seed %d %-10s done (%.0f s): AP50 %s" % (
+            seed, name, record["seconds"], ", ".join("%s: %.1f" % (k, v[0]) for k, v in sorted(record["evaluations"].items(), key=lambda kv: int(kv[0])))))
+        return record
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        teachers = {seed: pool.submit(job, seed, TEACHER) for seed in args.seeds}
+        arms = {(seed, arm): pool.submit(job, seed, arm, teachers[seed]) for seed in args.seeds for arm in args.arms}
+        rows = [row for (seed, arm), future in arms.items() for row in study.rows(seed, arm, teachers[seed].result(), future.result())]
+    progress.close()
+    summary = summarize(rows)
+    write_runs(os.path.join(study.root, "runs.csv"), rows)
+    trained = sum(r["seconds"] for r in [f.result() for f in teachers.values()] + [f.result() for f in arms.values()])
+    protocol = ("AP50 and AP are Detectron2's Pascal VOC protocol (bbox/AP50, the paper's metric); runs.csv's ap50_coco is "
+                "the COCO-style AP50 by pycocotools (bbox_coco/AP50), about 3 points apart on the same model.")
+    note = "Wall time of this command: %.1f min (%d processes at a time, %d thread(s) each); the runs' own times add up to %.1f min." % (
+        (time.time() - started) / 60, args.jobs, args.threads, trained / 60)
+    drift = drift_note(control_drift(rows, cfg.IMAGESCORE.SWAP_ITER), cfg.IMAGESCORE.SWAP_ITER)
+    write_summary(summary, os.path.join(study.root, "summary.csv"), os.path.join(study.root, "summary.md"), command=command,
+                  notes=[protocol, drift, note])
+    plot_curves(rows, os.path.join(study.root, "ap50_curves.png"), swap_iter=cfg.IMAGESCORE.SWAP_ITER,
+                title="AP50 against iteration (%d seeds)" % len(args.seeds))
+    print("Wrote runs.csv, summary.csv, summary.md and ap50_curves.png to %s (%.0f s)" % (study.root, time.time() - started))
+    with open(os.path.join(study.root, "summary.md")) as f:
+        print(f.read())
+    return summary
