@@ -26,5 +26,5 @@ setup(
         "scikit-learn",
         "scipy",
     ],
-    extras_require={"test": ["pytest", "scikit-image", "ruff"]},
+    extras_require={"test": ["pytest", "scikit-image", "ruff==0.17.6"]},
 )
