@@ -4,6 +4,7 @@ Detectron2 is not listed in install_requires: it is published on no package regi
 Install it with tools/setup_env.sh (a wheel from $DETECTRON2_WHEEL, or its official source at a pinned commit);
 the scoring core and the classification mode work without it.
 """
+
 from setuptools import find_packages, setup
 
 setup(

@@ -15,6 +15,7 @@ belongs to PyTorch, not to scoring. The children therefore run with ONEDNN_PRIMI
     python bench/reference_memory.py                      # N = 10, VGG16, shortest side 300
     python bench/reference_memory.py --images 25 --config configs/Base-R50-C4.yaml
 """
+
 import argparse
 import json
 import os
@@ -43,10 +44,15 @@ def measure_child(args) -> dict:
     from imagescore_det.data.voc import register_synthetic_voc
     from imagescore_det.detection.modes import ImageMode, build_references
 
-    cfg = build_config(args.config, ["MODEL.DEVICE", "cpu", "DATALOADER.NUM_WORKERS", 0, "INPUT.MIN_SIZE_TEST", args.min_size])
+    cfg = build_config(
+        args.config,
+        ["MODEL.DEVICE", "cpu", "DATALOADER.NUM_WORKERS", 0, "INPUT.MIN_SIZE_TEST", args.min_size],
+    )
     register_synthetic_voc(args.data)
     subset = "bench_memory_%d" % args.child
-    DatasetCatalog.register(subset, lambda: largest_first(DatasetCatalog.get(LABELLED_SET))[: args.child])
+    DatasetCatalog.register(
+        subset, lambda: largest_first(DatasetCatalog.get(LABELLED_SET))[: args.child]
+    )
     torch.manual_seed(0)
     model = build_model(cfg).eval()
     loader = build_detection_test_loader(cfg, subset)
@@ -61,8 +67,20 @@ def measure_child(args) -> dict:
 
 
 def run_child(args, pass_name: str, count: int) -> dict:
-    command = [sys.executable, os.path.abspath(__file__), "--child", str(count), "--pass-name", pass_name,
-               "--data", args.data, "--config", args.config, "--min-size", str(args.min_size)]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        str(count),
+        "--pass-name",
+        pass_name,
+        "--data",
+        args.data,
+        "--config",
+        args.config,
+        "--min-size",
+        str(args.min_size),
+    ]
     env = dict(os.environ)
     if args.onednn_cache != "default":
         env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = args.onednn_cache
@@ -71,13 +89,28 @@ def run_child(args, pass_name: str, count: int) -> dict:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=10, help="N: the small set has N images, the large one 4N")
-    parser.add_argument("--config", default=os.path.join(ROOT, "configs", "Base-VGG16.yaml"), help="model config (recording wrapper backbone)")
-    parser.add_argument("--min-size", type=int, default=300, help="INPUT.MIN_SIZE_TEST: shortest image side")
-    parser.add_argument("--data", default=None, help="synthetic VOC folder; default: generated in a temporary folder")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument(
-        "--onednn-cache", default="0",
+        "--images", type=int, default=10, help="N: the small set has N images, the large one 4N"
+    )
+    parser.add_argument(
+        "--config",
+        default=os.path.join(ROOT, "configs", "Base-VGG16.yaml"),
+        help="model config (recording wrapper backbone)",
+    )
+    parser.add_argument(
+        "--min-size", type=int, default=300, help="INPUT.MIN_SIZE_TEST: shortest image side"
+    )
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="synthetic VOC folder; default: generated in a temporary folder",
+    )
+    parser.add_argument(
+        "--onednn-cache",
+        default="0",
         help="ONEDNN_PRIMITIVE_CACHE_CAPACITY for the measured processes; 'default' leaves oneDNN's own (default: 0)",
     )
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
@@ -94,15 +127,36 @@ def main(args) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         if args.data is None:
             args.data = os.path.join(scratch, "synthetic_voc")
-            ensure_synthetic_voc(args.data, num_labelled=4 * args.images, num_unlabelled=2, num_test=2, seed=0)
-        results = {name: [run_child(args, name, n) for n in (args.images, 4 * args.images)] for name in PASSES}
-    print("config: %s, shortest side: %d, ONEDNN_PRIMITIVE_CACHE_CAPACITY: %s"
-          % (os.path.relpath(args.config, ROOT), args.min_size, args.onednn_cache))
-    print("%-10s %16s %16s %12s" % ("pass", "peak MiB (N=%d)" % args.images, "peak MiB (4N=%d)" % (4 * args.images), "ratio 4N/N"))
+            ensure_synthetic_voc(
+                args.data, num_labelled=4 * args.images, num_unlabelled=2, num_test=2, seed=0
+            )
+        results = {
+            name: [run_child(args, name, n) for n in (args.images, 4 * args.images)]
+            for name in PASSES
+        }
+    print(
+        "config: %s, shortest side: %d, ONEDNN_PRIMITIVE_CACHE_CAPACITY: %s"
+        % (os.path.relpath(args.config, ROOT), args.min_size, args.onednn_cache)
+    )
+    print(
+        "%-10s %16s %16s %12s"
+        % (
+            "pass",
+            "peak MiB (N=%d)" % args.images,
+            "peak MiB (4N=%d)" % (4 * args.images),
+            "ratio 4N/N",
+        )
+    )
     for name, (small, large) in results.items():
-        print("%-10s %16.1f %16.1f %12.3f" % (name, small["peak_mib"], large["peak_mib"], large["peak_mib"] / small["peak_mib"]))
+        print(
+            "%-10s %16.1f %16.1f %12.3f"
+            % (name, small["peak_mib"], large["peak_mib"], large["peak_mib"] / small["peak_mib"])
+        )
     small, large = results["reference"]
-    print("peak-memory ratio 4N / N of the reference pass: %.3f" % (large["peak_mib"] / small["peak_mib"]))
+    print(
+        "peak-memory ratio 4N / N of the reference pass: %.3f"
+        % (large["peak_mib"] / small["peak_mib"])
+    )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ a shared machine are noise; the ratios are the result.
     python bench/scoring_overhead.py                      # VGG16 and R50-C4, shortest side 600
     python bench/scoring_overhead.py --min-size 400 --rounds 3 --backbones vgg16
 """
+
 import argparse
 import os
 import random
@@ -102,11 +103,36 @@ def measure(name: str, args) -> dict:
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbones", nargs="+", choices=sorted(CONFIGS), default=["vgg16", "r50c4"], help="backbones to measure")
-    parser.add_argument("--min-size", type=int, default=600, help="shortest image side in pixels (detection resolution)")
-    parser.add_argument("--images", type=int, default=6, choices=range(1, len(PHOTOS) + 1), metavar="N", help="photos per round (1-%d)" % len(PHOTOS))
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds; the median ratio over rounds is printed")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--backbones",
+        nargs="+",
+        choices=sorted(CONFIGS),
+        default=["vgg16", "r50c4"],
+        help="backbones to measure",
+    )
+    parser.add_argument(
+        "--min-size",
+        type=int,
+        default=600,
+        help="shortest image side in pixels (detection resolution)",
+    )
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=6,
+        choices=range(1, len(PHOTOS) + 1),
+        metavar="N",
+        help="photos per round (1-%d)" % len(PHOTOS),
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=7,
+        help="interleaved rounds; the median ratio over rounds is printed",
+    )
     parser.add_argument("--grid", type=int, default=8, help="IMAGESCORE.GRID used when scoring")
     parser.add_argument("--seed", type=int, default=0, help="seed of the order shuffle")
     return parser.parse_args(argv)
@@ -114,13 +140,33 @@ def parse_args(argv=None):
 
 def main(args) -> None:
     random.seed(args.seed)
-    print("threads: %d, shortest side: %d, images: %d, rounds: %d, grid: %d" % (torch.get_num_threads(), args.min_size, args.images, args.rounds, args.grid))
-    print("%-8s %7s %11s %13s %16s %18s" % ("backbone", "layers", "input", "inference/img", "scoring/inference", "reference/inference"))
+    print(
+        "threads: %d, shortest side: %d, images: %d, rounds: %d, grid: %d"
+        % (torch.get_num_threads(), args.min_size, args.images, args.rounds, args.grid)
+    )
+    print(
+        "%-8s %7s %11s %13s %16s %18s"
+        % (
+            "backbone",
+            "layers",
+            "input",
+            "inference/img",
+            "scoring/inference",
+            "reference/inference",
+        )
+    )
     for name in args.backbones:
         result = measure(name, args)
         print(
             "%-8s %7d %11s %12.2fs %16.3f %18.3f"
-            % (name, result["layers"], result["size"], result["inference_s"], result["scoring"], result["reference"])
+            % (
+                name,
+                result["layers"],
+                result["size"],
+                result["inference_s"],
+                result["scoring"],
+                result["reference"],
+            )
         )
 
 

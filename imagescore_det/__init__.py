@@ -11,8 +11,8 @@ __all__ = ["ActivationRecorder", "Reference", "ReferenceBuilder", "detectron2_av
 __version__ = "0.1.0"
 
 if detectron2_available():
-    from . import modeling as _  # only registration: backbones
-    from .data import voc as _voc  # only registration: the synthetic VOC-format datasets
+    from . import modeling  # noqa: F401  (registration: backbones, meta-architecture, heads)
     from .config import add_imagescore_config, build_config
+    from .data import voc  # noqa: F401  (registration: the synthetic VOC-format datasets)
 
     __all__ += ["add_imagescore_config", "build_config"]

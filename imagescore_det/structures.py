@@ -4,6 +4,7 @@ Every signal a selection can rank by has a field of its own, and none is overwri
 the image score (image mode), the box scores (box mode), the detections' confidences, and the
 ``ranking_value`` that the configured mode derives from them and that selection sorts by.
 """
+
 import dataclasses
 import math
 from typing import Any, Dict, List

@@ -27,8 +27,12 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, epilog=USAGE_NOTE, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("input", help="torchvision VGG16 state dict, e.g. vgg16-397923af.pth (not VGG16-BN)")
-    parser.add_argument("output", help="Detectron2 checkpoint to write, ending in .pkl (written atomically)")
+    parser.add_argument(
+        "input", help="torchvision VGG16 state dict, e.g. vgg16-397923af.pth (not VGG16-BN)"
+    )
+    parser.add_argument(
+        "output", help="Detectron2 checkpoint to write, ending in .pkl (written atomically)"
+    )
     return parser.parse_args(argv)
 
 

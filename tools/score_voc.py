@@ -1,36 +1,23 @@
 #!/usr/bin/env python
 """Score the unlabelled set with a trained detector and compare selection strategies.
 
-Builds the reference from IMAGESCORE.LABELLED_DATASETS, scores IMAGESCORE.UNLABELLED_DATASETS, keeps
-the top IMAGESCORE.SELECT_FRACTION by image score (ceil of the fraction, ties by image id), and writes
-the reference, the pseudo-label JSON, the per-image CSV and a score histogram PNG, exactly as the
-training hook does at the swap. Where the unlabelled set has ground truth (VOC2012 and the synthetic
-set do), it then compares three ways of keeping the same number of images -- image score, mean
-detection confidence (the paper's softmax baseline) and random -- by the precision and recall of
-their pseudo labels (same class, IoU >= 0.5) and the share of kept images whose pseudo labels are all
-correct (over kept images with at least one pseudo label), and writes that table as CSV and Markdown.
-With ground truth it also scores in the other IMAGESCORE.SCORE_MODE ("image": one reference for whole
-images; "box": each pseudo box against its class's reference), so that the table compares image score,
-box score (min and mean over an image's boxes), confidence, the score x confidence rank product and
-random on the same detections, and a per-box table gives the AUROC with which box score, confidence
-and their combination separate correct pseudo boxes from wrong ones.
-Without ground truth (an image folder, see datasets/README.md) it writes the four files and says that
-precision and recall need ground truth; images that cannot be read are skipped, named in a warning,
-and listed in the CSV as not scored.
-
-``--weights A B C`` scores several teachers (each into OUTPUT/teacher<k>/) and writes the mean and
-standard deviation of every cell over them, so that a difference can be told from noise.
-
-With ``--num-gpus N`` (Detectron2's ``launch``: N processes, on GPUs where there are, else CPU with
-gloo) each process scores its shard of the images, the reference sums are combined across processes,
-the scored images are gathered, and the main process writes the files; the result equals a
-one-process run.
+Scores IMAGESCORE.UNLABELLED_DATASETS against the reference of IMAGESCORE.LABELLED_DATASETS and
+writes the swap's files (reference, pseudo-label JSON, per-image CSV, histogram PNG), exactly as
+the training hook does. Where the unlabelled set has ground truth, both score modes run in the
+same two passes and the tool writes the precision, recall and all-correct share of the pseudo
+labels that each strategy keeps (image score, box score, confidence, their rank product, random;
+selection_quality.csv/.md), and the per-box AUROC of each signal (box_auroc.csv/.md). Without
+ground truth (an image folder) it writes the four files only; unreadable images are skipped,
+named and listed in the CSV. ``--weights A B C`` scores several teachers (OUTPUT/teacher<k>/) and
+writes the mean and sd of every cell; ``--num-gpus N`` scores a shard per process (CPU: gloo),
+with the same result as one process. Library: imagescore_det.evaluation.teacher_report.
 
 Example, after the demo run:
     python tools/score_voc.py --config-file configs/demo_ssl.yaml --weights output/demo_ssl/model_final.pth
     python tools/score_voc.py --config-file configs/demo_ssl.yaml --weights seed0.pth seed1.pth seed2.pth
     python tools/score_voc.py --config-file configs/demo_ssl.yaml --num-gpus 2     # two processes
 """
+
 import os
 
 # oneDNN (PyTorch on CPU) caches a primitive per input shape, and detection images all differ in
@@ -52,22 +39,35 @@ def argument_parser():
     """Detectron2's parser (config, opts, launch flags) and the flags of this tool."""
     parser = default_argument_parser(epilog=__doc__)
     parser.add_argument(
-        "--weights", nargs="+", default=None, metavar="FILE",
+        "--weights",
+        nargs="+",
+        default=None,
+        metavar="FILE",
         help="detector checkpoint(s) to score with (default: MODEL.WEIGHTS if set, else OUTPUT_DIR/model_final.pth); "
         "several: one table per teacher and their mean and sd",
     )
     parser.add_argument(
-        "--output-dir", default=None, metavar="DIR",
+        "--output-dir",
+        default=None,
+        metavar="DIR",
         help="where the files go; the IMAGESCORE.*_FILE names resolve inside it (default: OUTPUT_DIR/score_voc)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random strategy's draw (default: 0)")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the random strategy's draw (default: 0)"
+    )
     return parser
 
 
 def weights_of(cfg, requested):
-    path = requested if requested is not None else (cfg.MODEL.WEIGHTS or os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
+    path = (
+        requested
+        if requested is not None
+        else (cfg.MODEL.WEIGHTS or os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
+    )
     if not os.path.isfile(path):
-        raise ValueError("no detector checkpoint at %r: pass --weights, set MODEL.WEIGHTS, or train first" % path)
+        raise ValueError(
+            "no detector checkpoint at %r: pass --weights, set MODEL.WEIGHTS, or train first" % path
+        )
     return path
 
 
@@ -82,7 +82,8 @@ def main(args):
     if len(weights) == 1:
         return score_teacher(cfg, weights[0], output_dir, seed=args.seed)
     results = [
-        score_teacher(cfg, path, os.path.join(output_dir, "teacher%d" % k), seed=args.seed) for k, path in enumerate(weights)
+        score_teacher(cfg, path, os.path.join(output_dir, "teacher%d" % k), seed=args.seed)
+        for k, path in enumerate(weights)
     ]
     summary = summarize_teachers(results, output_dir) if comm.is_main_process() else None
     comm.synchronize()
@@ -91,7 +92,14 @@ def main(args):
 
 def invoke_main(argv=None) -> None:
     args = argument_parser().parse_args(argv)
-    launch(main, args.num_gpus, num_machines=args.num_machines, machine_rank=args.machine_rank, dist_url=args.dist_url, args=(args,))
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
 
 
 if __name__ == "__main__":

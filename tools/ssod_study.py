@@ -28,6 +28,7 @@ with a done.json is not run again when the command is repeated. Example::
     python tools/ssod_study.py --config-file configs/demo_ssl.yaml --seeds 0 1 2 \\
         --arms control imagescore confidence random all oracle --data-seed 1 --output-dir output/study_data1
 """
+
 import argparse
 import os
 import shlex
@@ -43,15 +44,50 @@ TRAIN_NET = os.path.join(os.path.dirname(os.path.abspath(__file__)), "train_net.
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", required=True, metavar="FILE", help="training config, e.g. configs/demo_ssl.yaml")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (cfg.SEED), one teacher each")
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS), help="arms to run from each teacher")
-    parser.add_argument("--data-seed", type=int, default=None, help="IMAGESCORE.SYNTHETIC.SEED (default: the config's)")
-    parser.add_argument("--output-dir", required=True, metavar="DIR", help="where the runs and the tables go")
-    parser.add_argument("--jobs", type=int, default=2, help="training processes at a time (default 2)")
-    parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of each process (default 1)")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE config overrides shared by every run")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config-file",
+        required=True,
+        metavar="FILE",
+        help="training config, e.g. configs/demo_ssl.yaml",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="training seeds (cfg.SEED), one teacher each",
+    )
+    parser.add_argument(
+        "--arms",
+        nargs="+",
+        default=list(ARMS),
+        choices=list(ARMS),
+        help="arms to run from each teacher",
+    )
+    parser.add_argument(
+        "--data-seed",
+        type=int,
+        default=None,
+        help="IMAGESCORE.SYNTHETIC.SEED (default: the config's)",
+    )
+    parser.add_argument(
+        "--output-dir", required=True, metavar="DIR", help="where the runs and the tables go"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="training processes at a time (default 2)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="OMP_NUM_THREADS of each process (default 1)"
+    )
+    parser.add_argument(
+        "opts",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="KEY VALUE config overrides shared by every run",
+    )
     args = parser.parse_args(argv)
     if args.jobs < 1 or args.threads < 1:
         parser.error("--jobs and --threads must be at least 1")
@@ -60,7 +96,11 @@ def parse_args(argv=None):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    return run_study(parse_args(argv), command="python tools/ssod_study.py " + shlex.join(argv), train_net=TRAIN_NET)
+    return run_study(
+        parse_args(argv),
+        command="python tools/ssod_study.py " + shlex.join(argv),
+        train_net=TRAIN_NET,
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Classification mode (paper §3.1, docs/method.md §3): per-class image scores, softmax baseline,
 bootstrap significance and model assembly. PyTorch, torchvision and scikit-learn only; never Detectron2.
 """
+
 from .assembly import assemble_predictions
 from .config import get_classification_cfg, load_classification_config
 from .data import ClassificationSplit, ImageSet, load_split, stratified_split

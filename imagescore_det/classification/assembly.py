@@ -5,6 +5,7 @@ it predicts class k for it. An image claimed by several models takes the class o
 whose image score (against its own class-k reference) is highest; an image claimed by none keeps
 the base model's prediction.
 """
+
 from typing import Optional, Sequence
 
 import numpy as np
@@ -33,18 +34,31 @@ def assemble_predictions(
     predictions = np.asarray(predictions)
     scores = np.asarray(scores, dtype=np.float64)
     base = np.asarray(base_predictions, dtype=np.int64)
-    if predictions.ndim != 2 or predictions.shape != scores.shape or predictions.shape[1:] != base.shape:
+    if (
+        predictions.ndim != 2
+        or predictions.shape != scores.shape
+        or predictions.shape[1:] != base.shape
+    ):
         raise ValueError(
             "predictions %s and scores %s must be [models, images] and match base_predictions %s"
             % (predictions.shape, scores.shape, base.shape)
         )
-    classes = np.arange(len(predictions)) if boosted_classes is None else np.asarray(boosted_classes, dtype=np.int64)
+    classes = (
+        np.arange(len(predictions))
+        if boosted_classes is None
+        else np.asarray(boosted_classes, dtype=np.int64)
+    )
     if classes.shape != (len(predictions),):
-        raise ValueError("boosted_classes must name one class per model (%d), got %r" % (len(predictions), boosted_classes))
+        raise ValueError(
+            "boosted_classes must name one class per model (%d), got %r"
+            % (len(predictions), boosted_classes)
+        )
     claimed = predictions == classes[:, None]
     if not np.isfinite(scores[claimed]).all():
         bad = np.argwhere(claimed & ~np.isfinite(scores))[0]
-        raise ValueError("scores of claimed images must be finite (model %d, image %d)" % (bad[0], bad[1]))
+        raise ValueError(
+            "scores of claimed images must be finite (model %d, image %d)" % (bad[0], bad[1])
+        )
     claim_scores = np.where(claimed, scores, -np.inf)
     winner = claim_scores.argmax(axis=0)  # first maximum on ties
     return np.where(claimed.any(axis=0), classes[winner], base)

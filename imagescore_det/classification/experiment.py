@@ -7,6 +7,7 @@ the additional images before each epoch (docs/method.md §3). Variants: "baselin
 followed by "assemble". Each variant's test and training predictions go to
 ``<output>/runs/seed<s>/<variant>.npz`` (written atomically), which the reports read.
 """
+
 import logging
 import os
 from typing import Dict, List, Sequence
@@ -23,7 +24,14 @@ from .models import build_model, recorded_layers
 from .selection import boost_alphas, select_additional
 from .training import TrainingState, derived_seed, seed_everything, train_epoch
 
-__all__ = ["MODES", "variants_for", "model_from_cfg", "run_seed", "run_experiment", "resolve_device"]
+__all__ = [
+    "MODES",
+    "variants_for",
+    "model_from_cfg",
+    "run_seed",
+    "run_experiment",
+    "resolve_device",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -63,25 +71,51 @@ def model_from_cfg(cfg, split: ClassificationSplit) -> torch.nn.Module:
     """``cfg.MODEL``'s network for the split's image shape and classes, initialised from torch's RNG."""
     shape = split.labelled.images.shape
     return build_model(
-        cfg.MODEL.NAME, split.num_classes, shape[1], width=cfg.MODEL.WIDTH, stem_stride=cfg.MODEL.STEM_STRIDE, input_size=shape[-1]
+        cfg.MODEL.NAME,
+        split.num_classes,
+        shape[1],
+        width=cfg.MODEL.WIDTH,
+        stem_stride=cfg.MODEL.STEM_STRIDE,
+        input_size=shape[-1],
     )
 
 
-def _predict_parts(model, layers, split: ClassificationSplit, parts: Sequence[str], cfg, device, classes=None) -> Dict[str, Predictions]:
+def _predict_parts(
+    model, layers, split: ClassificationSplit, parts: Sequence[str], cfg, device, classes=None
+) -> Dict[str, Predictions]:
     """References of ``classes`` (default all) from the labelled images with the model as it is now,
     then each part's predictions, scored where the predicted class has a reference."""
     options = dict(batch_size=cfg.TEST.BATCH_SIZE, device=device)
-    references = {} if classes is not None and not len(classes) else build_class_references(
-        model, layers, split.labelled, split.num_classes, classes=classes,
-        threshold_ratio=cfg.IMAGESCORE.THRESHOLD_RATIO, threshold_stat=cfg.IMAGESCORE.THRESHOLD_STAT, **options,
+    references = (
+        {}
+        if classes is not None and not len(classes)
+        else build_class_references(
+            model,
+            layers,
+            split.labelled,
+            split.num_classes,
+            classes=classes,
+            threshold_ratio=cfg.IMAGESCORE.THRESHOLD_RATIO,
+            threshold_stat=cfg.IMAGESCORE.THRESHOLD_STAT,
+            **options,
+        )
     )
     return {
-        part: predict_and_score(model, layers, references, getattr(split, part), formula=cfg.IMAGESCORE.FORMULA, **options)
+        part: predict_and_score(
+            model,
+            layers,
+            references,
+            getattr(split, part),
+            formula=cfg.IMAGESCORE.FORMULA,
+            **options,
+        )
         for part in parts
     }
 
 
-def _continue_training(state, start, variant, split, layers, cfg, seed, device, progress) -> Dict[str, np.ndarray]:
+def _continue_training(
+    state, start, variant, split, layers, cfg, seed, device, progress
+) -> Dict[str, np.ndarray]:
     """Restore the phase-1 state and train the variant's phase 2, re-selecting before every epoch.
 
     Selection builds only the references it ranks with (softmax: none; a boosted model: its class);
@@ -99,21 +133,43 @@ def _continue_training(state, start, variant, split, layers, cfg, seed, device, 
     for _ in tqdm(epochs, desc="seed %d %s" % (seed, variant), leave=False, disable=not progress):
         images, labels = [labelled.images], [labelled.labels]
         if mode != "none":
-            predictions = _predict_parts(state.model, layers, split, ["additional"], cfg, device, ranked)["additional"]
-            chosen = np.concatenate(list(select_additional(mode, predictions, alphas, additional.ids).values()))
+            predictions = _predict_parts(
+                state.model, layers, split, ["additional"], cfg, device, ranked
+            )["additional"]
+            chosen = np.concatenate(
+                list(select_additional(mode, predictions, alphas, additional.ids).values())
+            )
             images.append(additional.images[chosen])
             labels.append(torch.as_tensor(predictions.labels[chosen]))
             counts.append(len(chosen))
-            correct.append(int((predictions.labels[chosen] == additional.labels.numpy()[chosen]).sum()))
-        train_epoch(state, images, labels, batch_size=cfg.SOLVER.BATCH_SIZE, generator=generator, device=device)
-    record = {"selected_count": np.asarray(counts, dtype=np.int64), "selected_correct": np.asarray(correct, dtype=np.int64)}
+            correct.append(
+                int((predictions.labels[chosen] == additional.labels.numpy()[chosen]).sum())
+            )
+        train_epoch(
+            state,
+            images,
+            labels,
+            batch_size=cfg.SOLVER.BATCH_SIZE,
+            generator=generator,
+            device=device,
+        )
+    record = {
+        "selected_count": np.asarray(counts, dtype=np.int64),
+        "selected_correct": np.asarray(correct, dtype=np.int64),
+    }
     boosted = variant.startswith("boost")
     parts = ["test"] if boosted else ["test", "labelled"]
-    for part, predictions in _predict_parts(state.model, layers, split, parts, cfg, device, ranked if boosted else None).items():
-        record.update({
-            part + "_labels": getattr(split, part).labels.numpy(), part + "_pred": predictions.labels,
-            part + "_confidence": predictions.confidence, part + "_score": predictions.scores,
-        })
+    for part, predictions in _predict_parts(
+        state.model, layers, split, parts, cfg, device, ranked if boosted else None
+    ).items():
+        record.update(
+            {
+                part + "_labels": getattr(split, part).labels.numpy(),
+                part + "_pred": predictions.labels,
+                part + "_confidence": predictions.confidence,
+                part + "_score": predictions.scores,
+            }
+        )
     return record
 
 
@@ -126,7 +182,9 @@ def _assemble(results: Dict[str, Dict[str, np.ndarray]], num_classes: int) -> Di
         "test_labels": results["baseline"]["test_labels"],
         "test_pred": assemble_predictions(predictions, scores, base),
         "base_pred": base,
-        "claims": (predictions == np.arange(num_classes)[:, None]).sum(axis=0),  # models claiming each image
+        "claims": (predictions == np.arange(num_classes)[:, None]).sum(
+            axis=0
+        ),  # models claiming each image
     }
 
 
@@ -135,7 +193,16 @@ def _save(path: str, record: Dict[str, np.ndarray]) -> None:
         np.savez(f, **record)
 
 
-def run_seed(cfg, split: ClassificationSplit, seed: int, modes: Sequence[str], output_dir: str, *, device, progress=True):
+def run_seed(
+    cfg,
+    split: ClassificationSplit,
+    seed: int,
+    modes: Sequence[str],
+    output_dir: str,
+    *,
+    device,
+    progress=True,
+):
     """Train every variant the modes need for one seed; returns ``{variant: record}`` and writes them."""
     variants = variants_for(modes, split.num_classes)
     seed_everything(seed)
@@ -143,16 +210,29 @@ def run_seed(cfg, split: ClassificationSplit, seed: int, modes: Sequence[str], o
     layers = recorded_layers(model)
     state = TrainingState.create(model, lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
     generator = torch.Generator().manual_seed(derived_seed(seed, 1))
-    for _ in tqdm(range(cfg.SOLVER.EPOCHS_LABELLED), desc="seed %d labelled" % seed, leave=False, disable=not progress):
-        train_epoch(state, [split.labelled.images], [split.labelled.labels],
-                    batch_size=cfg.SOLVER.BATCH_SIZE, generator=generator, device=device)
+    for _ in tqdm(
+        range(cfg.SOLVER.EPOCHS_LABELLED),
+        desc="seed %d labelled" % seed,
+        leave=False,
+        disable=not progress,
+    ):
+        train_epoch(
+            state,
+            [split.labelled.images],
+            [split.labelled.labels],
+            batch_size=cfg.SOLVER.BATCH_SIZE,
+            generator=generator,
+            device=device,
+        )
     start = state.snapshot()
     results = {}
     for variant in variants:
         if variant == "assemble":
             results[variant] = _assemble(results, split.num_classes)
         else:
-            results[variant] = _continue_training(state, start, variant, split, layers, cfg, seed, device, progress)
+            results[variant] = _continue_training(
+                state, start, variant, split, layers, cfg, seed, device, progress
+            )
         _save(os.path.join(output_dir, "runs", "seed%d" % seed, variant + ".npz"), results[variant])
         accuracy = float((results[variant]["test_pred"] == results[variant]["test_labels"]).mean())
         logger.info("seed %d %s: test accuracy %.4f", seed, variant, accuracy)
@@ -169,7 +249,9 @@ def _check_output_config(cfg, output_dir: str) -> None:
     if os.path.exists(path):
         with open(path) as f:
             if f.read() != text:
-                raise ValueError("%s holds runs of another config; choose a new output folder" % path)
+                raise ValueError(
+                    "%s holds runs of another config; choose a new output folder" % path
+                )
         return
     with atomic_write(path) as f:
         f.write(text)
@@ -187,8 +269,14 @@ def run_experiment(
         )
     _check_output_config(cfg, output_dir)
     device = resolve_device(cfg.DEVICE)
-    logger.info("%s: %d labelled, %d additional, %d test images; device %s", cfg.DATA.NAME,
-                len(split.labelled), len(split.additional), len(split.test), device)
+    logger.info(
+        "%s: %d labelled, %d additional, %d test images; device %s",
+        cfg.DATA.NAME,
+        len(split.labelled),
+        len(split.additional),
+        len(split.test),
+        device,
+    )
     for seed in tqdm(list(seeds), desc="seeds", disable=not progress):
         run_seed(cfg, split, seed, modes, output_dir, device=device, progress=progress)
     return split

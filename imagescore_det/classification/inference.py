@@ -4,6 +4,7 @@ Class c's reference is built from the labelled images whose true label is c; an 
 against the reference of the class the model predicts for it (at test time no label is known).
 Both run in eval mode under ``torch.inference_mode`` and leave the model in eval mode.
 """
+
 from dataclasses import dataclass
 from typing import Dict, Iterator, Optional, Sequence, Tuple
 
@@ -30,7 +31,11 @@ class Predictions:
 
 
 def _recorded_batches(
-    model: nn.Module, layers: Sequence[str], images: torch.Tensor, batch_size: int, device: torch.device
+    model: nn.Module,
+    layers: Sequence[str],
+    images: torch.Tensor,
+    batch_size: int,
+    device: torch.device,
 ) -> Iterator[Tuple[slice, torch.Tensor, Dict[str, torch.Tensor]]]:
     """Yield (rows, logits, activations) for consecutive batches, with hooks attached only meanwhile."""
     model.eval()
@@ -65,11 +70,16 @@ def build_class_references(
     classes = list(range(num_classes)) if classes is None else sorted(set(int(c) for c in classes))
     missing = sorted(set(classes) - set(labelled.labels.tolist()))
     if missing:
-        raise ValueError("the labelled set has no image of class %d, so it has no reference" % missing[0])
+        raise ValueError(
+            "the labelled set has no image of class %d, so it has no reference" % missing[0]
+        )
     if len(classes) < num_classes:
         labelled = labelled.subset(np.flatnonzero(np.isin(labelled.labels.numpy(), classes)))
     description = type(model).__name__
-    builders = {c: ReferenceBuilder(threshold_ratio, threshold_stat, grid=0, model=description) for c in classes}
+    builders = {
+        c: ReferenceBuilder(threshold_ratio, threshold_stat, grid=0, model=description)
+        for c in classes
+    }
     for rows, _, acts in _recorded_batches(model, layers, labelled.images, batch_size, device):
         labels = labelled.labels[rows]
         for c in labels.unique().tolist():
@@ -103,6 +113,10 @@ def predict_and_score(
         batch_scores = np.full(len(predicted), np.nan)
         for c in [c for c in predicted.unique().tolist() if c in references]:
             mask = (predicted == c).numpy()
-            batch_scores[mask] = references[c].score(_rows(acts, mask), formula, image_ids=images.ids[rows][mask]).numpy()
+            batch_scores[mask] = (
+                references[c]
+                .score(_rows(acts, mask), formula, image_ids=images.ids[rows][mask])
+                .numpy()
+            )
         scores[rows] = batch_scores
     return Predictions(labels, confidence, scores)

@@ -1,4 +1,5 @@
 """Numbers the reports show: accuracy per image-score interval and AUROC. NumPy and scikit-learn."""
+
 from typing import Tuple
 
 import numpy as np

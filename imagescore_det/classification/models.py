@@ -7,13 +7,21 @@ Where one CPU thread must train on tens of thousands of images, ``vgg_small`` (V
 stages) and ResNet18 with a narrower base width and an optional stride-2 stem keep the architecture
 and cut the cost.
 """
+
 from typing import List
 
 from torch import nn
 from torchvision.models import ResNet, vgg16, vgg16_bn
 from torchvision.models.resnet import BasicBlock
 
-__all__ = ["SmallCNN", "SmallVGG", "SmallInputResNet18", "build_model", "recorded_layers", "MODEL_NAMES"]
+__all__ = [
+    "SmallCNN",
+    "SmallVGG",
+    "SmallInputResNet18",
+    "build_model",
+    "recorded_layers",
+    "MODEL_NAMES",
+]
 
 MODEL_NAMES = ("small_cnn", "vgg_small", "vgg16", "vgg16_bn", "resnet18")
 #: Base width (channels of the first stage) of each model when ``MODEL.WIDTH`` is 0.
@@ -51,7 +59,9 @@ class SmallVGG(nn.Module):
     """VGG's layout for 28x28 inputs: three stages of two 3x3 conv + ReLU and a max pooling
     (widths w, 2w, 4w), then fc6, ReLU, dropout, fc7, ReLU, dropout and the logits (8w wide)."""
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 16, input_size: int = 28):
+    def __init__(
+        self, num_classes: int = 10, in_channels: int = 1, width: int = 16, input_size: int = 28
+    ):
         super().__init__()
         layers, channels = [], in_channels
         for stage in range(3):
@@ -84,11 +94,15 @@ class SmallInputResNet18(ResNet):
     weights are initialised as torchvision does (He for convolutions, 1/0 for batch norm).
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 3, width: int = 64, stem_stride: int = 1):
+    def __init__(
+        self, num_classes: int = 10, in_channels: int = 3, width: int = 64, stem_stride: int = 1
+    ):
         nn.Module.__init__(self)
         self._norm_layer, self.dilation, self.groups, self.base_width = nn.BatchNorm2d, 1, 1, 64
         self.inplanes = width
-        self.conv1 = nn.Conv2d(in_channels, width, kernel_size=3, stride=stem_stride, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(
+            in_channels, width, kernel_size=3, stride=stem_stride, padding=1, bias=False
+        )
         self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.Identity()
@@ -125,7 +139,13 @@ def _small_input_vgg(batch_norm: bool, num_classes: int, in_channels: int) -> nn
 
 
 def build_model(
-    name: str, num_classes: int, in_channels: int, *, width: int = 0, stem_stride: int = 1, input_size: int = 28
+    name: str,
+    num_classes: int,
+    in_channels: int,
+    *,
+    width: int = 0,
+    stem_stride: int = 1,
+    input_size: int = 28,
 ) -> nn.Module:
     """``name`` is one of :data:`MODEL_NAMES`; weights are freshly initialised from torch's RNG.
 
@@ -135,7 +155,9 @@ def build_model(
     if name not in MODEL_NAMES:
         raise ValueError("MODEL.NAME must be one of %s, got %r" % (MODEL_NAMES, name))
     if width and name not in DEFAULT_WIDTHS:
-        raise ValueError("MODEL.WIDTH must be 0 for %s (it has a fixed width), got %d" % (name, width))
+        raise ValueError(
+            "MODEL.WIDTH must be 0 for %s (it has a fixed width), got %d" % (name, width)
+        )
     width = width or DEFAULT_WIDTHS.get(name, 0)
     if name == "small_cnn":
         return SmallCNN(num_classes, in_channels, width)
@@ -155,7 +177,9 @@ def recorded_layers(model: nn.Module) -> List[str]:
     """
     if isinstance(model, ResNet):
         stages = ("layer1", "layer2", "layer3", "layer4")
-        blocks = ["%s.%d" % (stage, i) for stage in stages for i in range(len(getattr(model, stage)))]
+        blocks = [
+            "%s.%d" % (stage, i) for stage in stages for i in range(len(getattr(model, stage)))
+        ]
         return ["relu"] + blocks + ["fc"]
     relus = [name for name, module in model.named_modules() if isinstance(module, nn.ReLU)]
     linears = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]

@@ -5,6 +5,7 @@ are the additional images the model predicts as c, and ``ceil(alpha_c x |candida
 are added (ceil on the decimal value: 0.3 x 10 adds 3) with label c. Only the ranking differs:
 image score against class c's reference, or max softmax probability (the baseline).
 """
+
 from typing import Dict, Sequence
 
 import numpy as np
@@ -34,12 +35,19 @@ def select_additional(
     # Classes with alpha 0 add nothing and need no ranking (a boosted model scores its class only).
     active = {c: float(a) for c, a in enumerate(alphas) if a > 0}
     rows = np.flatnonzero(np.isin(predictions.labels, list(active)))
-    chosen = select_per_class(ranking[rows], predictions.labels[rows], active, np.asarray(image_ids)[rows])
-    return {c: rows[chosen[c]] if c in chosen else np.empty(0, dtype=np.int64) for c in range(len(alphas))}
+    chosen = select_per_class(
+        ranking[rows], predictions.labels[rows], active, np.asarray(image_ids)[rows]
+    )
+    return {
+        c: rows[chosen[c]] if c in chosen else np.empty(0, dtype=np.int64)
+        for c in range(len(alphas))
+    }
 
 
 def boost_alphas(alphas: Sequence[float], boosted_class: int) -> list:
     """The alphas of the model boosted for one class (model assembly): alpha_k for class k, 0 elsewhere."""
     if not 0 <= boosted_class < len(alphas):
-        raise ValueError("boosted class %d is not one of the %d classes" % (boosted_class, len(alphas)))
+        raise ValueError(
+            "boosted class %d is not one of the %d classes" % (boosted_class, len(alphas))
+        )
     return [float(a) if c == boosted_class else 0.0 for c, a in enumerate(alphas)]

@@ -1,4 +1,5 @@
 """Bootstrap test of an accuracy difference between two training modes (docs/method.md §3)."""
+
 from typing import Optional, Sequence
 
 import numpy as np
@@ -11,7 +12,10 @@ def _as_seed_by_image(values, name: str) -> np.ndarray:
     if values.ndim == 1:
         values = values[None, :]
     if values.ndim != 2 or values.size == 0:
-        raise ValueError("%s must be [seeds, images] (or [images]) and non-empty, got shape %s" % (name, values.shape))
+        raise ValueError(
+            "%s must be [seeds, images] (or [images]) and non-empty, got shape %s"
+            % (name, values.shape)
+        )
     return values
 
 
@@ -20,7 +24,10 @@ def paired_difference(baseline, treatment) -> np.ndarray:
     baseline = _as_seed_by_image(baseline, "baseline")
     treatment = _as_seed_by_image(treatment, "treatment")
     if baseline.shape != treatment.shape:
-        raise ValueError("baseline %s and treatment %s must be paired (same seeds, same images)" % (baseline.shape, treatment.shape))
+        raise ValueError(
+            "baseline %s and treatment %s must be paired (same seeds, same images)"
+            % (baseline.shape, treatment.shape)
+        )
     return treatment - baseline
 
 
@@ -55,14 +62,18 @@ def bootstrap_p_value(
     num_seeds, num_images = difference.shape
     labels = np.zeros(num_images, dtype=np.int64) if groups is None else np.asarray(groups)
     if labels.shape != (num_images,):
-        raise ValueError("groups must give one label per image (%d), got shape %s" % (num_images, labels.shape))
+        raise ValueError(
+            "groups must give one label per image (%d), got shape %s" % (num_images, labels.shape)
+        )
     rng = np.random.default_rng(seed)
     seed_counts = rng.multinomial(num_seeds, np.full(num_seeds, 1.0 / num_seeds), size=resamples)
     statistic = np.zeros(resamples)
     group_values = np.unique(labels)
     for value in group_values:
         columns = np.flatnonzero(labels == value)
-        image_counts = rng.multinomial(len(columns), np.full(len(columns), 1.0 / len(columns)), size=resamples)
+        image_counts = rng.multinomial(
+            len(columns), np.full(len(columns), 1.0 / len(columns)), size=resamples
+        )
         per_image = seed_counts @ difference[:, columns]  # [resamples, images]: seed-weighted sums
         statistic += (per_image * image_counts).sum(axis=1) / (num_seeds * len(columns))
     statistic /= len(group_values)

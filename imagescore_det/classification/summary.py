@@ -4,6 +4,7 @@ Reads the run files written by :mod:`.experiment` (``<output>/runs/seed<s>/<vari
 Tables are lists of flat dicts (one per row), ready for CSV or Markdown. Tables that compare
 variants use only the seeds present for all of them, so comparisons stay paired.
 """
+
 import glob
 import os
 import zipfile
@@ -37,8 +38,15 @@ def load_runs(output_dir: str) -> Runs:
         try:
             with np.load(path) as archive:
                 record = dict(archive)
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as error:  # truncated or overwritten
-            raise ValueError("run file %s is damaged (%s): delete it and run seed %d again" % (path, error, seed)) from error
+        except (
+            zipfile.BadZipFile,
+            EOFError,
+            OSError,
+            ValueError,
+        ) as error:  # truncated or overwritten
+            raise ValueError(
+                "run file %s is damaged (%s): delete it and run seed %d again" % (path, error, seed)
+            ) from error
         runs.setdefault(os.path.splitext(os.path.basename(path))[0], {})[seed] = record
     if not runs:
         raise ValueError("no run files under %s" % os.path.join(output_dir, "runs"))
@@ -53,7 +61,9 @@ def _common_seeds(runs: Runs, variants: Sequence[str]) -> List[int]:
 
 
 def _correct(runs: Runs, variant: str, seeds: Sequence[int]) -> np.ndarray:
-    return np.stack([runs[variant][s]["test_pred"] == runs[variant][s]["test_labels"] for s in seeds]).astype(float)
+    return np.stack(
+        [runs[variant][s]["test_pred"] == runs[variant][s]["test_labels"] for s in seeds]
+    ).astype(float)
 
 
 def _mean_per_group(correct: np.ndarray, groups: np.ndarray) -> float:
@@ -62,7 +72,13 @@ def _mean_per_group(correct: np.ndarray, groups: np.ndarray) -> float:
 
 
 def comparison_table(
-    runs: Runs, baseline: str, treatments: Sequence[str], class_names: Sequence[str], *, resamples: int, seed: int
+    runs: Runs,
+    baseline: str,
+    treatments: Sequence[str],
+    class_names: Sequence[str],
+    *,
+    resamples: int,
+    seed: int,
 ) -> List[dict]:
     """Per class, then for the mean per-class accuracy: accuracies (mean over seeds), differences, p-values.
 
@@ -82,7 +98,11 @@ def comparison_table(
             row[variant] = _mean_per_group(correct[variant][:, columns], groups)
             row[variant + " - " + baseline] = row[variant] - row[baseline]
             row["p(" + variant + ")"] = bootstrap_p_value(
-                correct[baseline][:, columns], correct[variant][:, columns], groups=groups, resamples=resamples, seed=seed
+                correct[baseline][:, columns],
+                correct[variant][:, columns],
+                groups=groups,
+                resamples=resamples,
+                seed=seed,
             )
         if len(treatments) == 2:
             row[" - ".join(treatments)] = row[treatments[0]] - row[treatments[1]]
@@ -94,7 +114,9 @@ def seed_table(runs: Runs, variants: Sequence[str]) -> List[dict]:
     """Test accuracy of each variant per seed, then mean and standard deviation over seeds."""
     seeds = _common_seeds(runs, variants)
     accuracy = {v: _correct(runs, v, seeds).mean(axis=1) for v in variants}
-    rows = [dict({"seed": str(s)}, **{v: accuracy[v][i] for v in variants}) for i, s in enumerate(seeds)]
+    rows = [
+        dict({"seed": str(s)}, **{v: accuracy[v][i] for v in variants}) for i, s in enumerate(seeds)
+    ]
     rows.append(dict({"seed": "mean"}, **{v: accuracy[v].mean() for v in variants}))
     rows.append(dict({"seed": "sd"}, **{v: accuracy[v].std() for v in variants}))
     return rows
@@ -106,9 +128,15 @@ def auroc_table(runs: Runs, variants: Sequence[str]) -> List[dict]:
     for variant in variants:
         for seed, record in sorted(runs[variant].items()):
             correct = record["test_pred"] == record["test_labels"]
-            rows.append({"mode": variant, "seed": seed, "errors": int((~correct).sum()),
-                         "auroc image score": failure_auroc(correct, record["test_score"]),
-                         "auroc max softmax": failure_auroc(correct, record["test_confidence"])})
+            rows.append(
+                {
+                    "mode": variant,
+                    "seed": seed,
+                    "errors": int((~correct).sum()),
+                    "auroc image score": failure_auroc(correct, record["test_score"]),
+                    "auroc max softmax": failure_auroc(correct, record["test_confidence"]),
+                }
+            )
     return rows
 
 
@@ -125,12 +153,14 @@ def selection_table(runs: Runs, variants: Sequence[str]) -> List[dict]:
         right = np.concatenate([r["selected_correct"] for r in records])
         last_counts = sum(int(r["selected_count"][-1]) for r in records)
         last_right = sum(int(r["selected_correct"][-1]) for r in records)
-        rows.append({
-            "mode": variant,
-            "added per epoch": counts.mean(),
-            "label accuracy of added": _share(int(right.sum()), int(counts.sum())),
-            "label accuracy, last epoch": _share(last_right, last_counts),
-        })
+        rows.append(
+            {
+                "mode": variant,
+                "added per epoch": counts.mean(),
+                "label accuracy of added": _share(int(right.sum()), int(counts.sum())),
+                "label accuracy, last epoch": _share(last_right, last_counts),
+            }
+        )
     return rows
 
 
@@ -148,13 +178,24 @@ def interval_table(runs: Runs, variants: Sequence[str], bins: int) -> List[dict]
     """
     rows = []
     for variant in variants:
-        parts = {"training": _pooled(runs[variant].values(), "labelled"), "test": _pooled(runs[variant].values(), "test")}
+        parts = {
+            "training": _pooled(runs[variant].values(), "labelled"),
+            "test": _pooled(runs[variant].values(), "test"),
+        }
         edges = score_interval_edges(np.concatenate([scores for scores, _ in parts.values()]), bins)
         for part, (scores, correct) in parts.items():
             accuracy, counts = accuracy_by_interval(scores, correct, edges)
             for i in range(bins):
-                rows.append({"mode": variant, "part": part, "low": edges[i], "high": edges[i + 1],
-                             "images": int(counts[i]), "accuracy": accuracy[i]})
+                rows.append(
+                    {
+                        "mode": variant,
+                        "part": part,
+                        "low": edges[i],
+                        "high": edges[i + 1],
+                        "images": int(counts[i]),
+                        "accuracy": accuracy[i],
+                    }
+                )
     return rows
 
 
@@ -165,10 +206,15 @@ def auroc_summary(rows: List[dict]) -> List[dict]:
         mine = [r for r in rows if r["mode"] == mode]
         score = np.array([r["auroc image score"] for r in mine])
         softmax = np.array([r["auroc max softmax"] for r in mine])
-        summary.append({
-            "mode": mode, "seeds": len(mine),
-            "image score (mean)": np.nanmean(score), "image score (sd)": np.nanstd(score),
-            "max softmax (mean)": np.nanmean(softmax), "max softmax (sd)": np.nanstd(softmax),
-            "seeds where image score > softmax": int((score > softmax).sum()),
-        })
+        summary.append(
+            {
+                "mode": mode,
+                "seeds": len(mine),
+                "image score (mean)": np.nanmean(score),
+                "image score (sd)": np.nanstd(score),
+                "max softmax (mean)": np.nanmean(softmax),
+                "max softmax (sd)": np.nanstd(softmax),
+                "seeds where image score > softmax": int((score > softmax).sum()),
+            }
+        )
     return summary

@@ -4,6 +4,7 @@ Training state (model and optimizer) can be snapshotted after the labelled-only 
 every selection mode of one seed continues from the very same model: differences between modes
 then come from the selection alone.
 """
+
 import copy
 import random
 from dataclasses import dataclass
@@ -41,7 +42,10 @@ class TrainingState:
         return cls(model, torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay))
 
     def snapshot(self) -> Dict[str, dict]:
-        return {"model": copy.deepcopy(self.model.state_dict()), "optimizer": copy.deepcopy(self.optimizer.state_dict())}
+        return {
+            "model": copy.deepcopy(self.model.state_dict()),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+        }
 
     def restore(self, snapshot: Dict[str, dict]) -> None:
         self.model.load_state_dict(snapshot["model"])

@@ -10,6 +10,7 @@ with :class:`SkipUnreadableMapper`: an image that cannot be decoded becomes a ma
 :func:`is_unreadable`) that the pass skips and reports, instead of an exception. Returning ``None``
 would not do: Detectron2's ``MapDataset`` then silently draws another image in its place.
 """
+
 import logging
 import os
 from typing import Dict, List
@@ -20,7 +21,13 @@ require_detectron2()
 
 from detectron2.data import DatasetMapper  # noqa: E402
 
-__all__ = ["IMAGE_EXTENSIONS", "load_image_folder", "SkipUnreadableMapper", "is_unreadable", "UNREADABLE_KEY"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "load_image_folder",
+    "SkipUnreadableMapper",
+    "is_unreadable",
+    "UNREADABLE_KEY",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +47,17 @@ def load_image_folder(directory: str) -> List[Dict]:
         for name in sorted(files):
             if name.lower().endswith(IMAGE_EXTENSIONS):
                 path = os.path.join(parent, name)
-                records.append({"file_name": path, "image_id": os.path.relpath(path, directory).replace(os.sep, "/")})
+                records.append(
+                    {
+                        "file_name": path,
+                        "image_id": os.path.relpath(path, directory).replace(os.sep, "/"),
+                    }
+                )
     if not records:
-        raise ValueError("image folder %s holds no image (looked for %s, recursively)" % (directory, ", ".join(IMAGE_EXTENSIONS)))
+        raise ValueError(
+            "image folder %s holds no image (looked for %s, recursively)"
+            % (directory, ", ".join(IMAGE_EXTENSIONS))
+        )
     return records
 
 
@@ -64,5 +79,11 @@ class SkipUnreadableMapper(DatasetMapper):
             return super().__call__(dataset_dict)
         except (OSError, SyntaxError, ValueError) as error:
             reason = "%s: %s" % (type(error).__name__, error)
-            logger.warning("Skipping %s: it cannot be read as an image (%s)", dataset_dict["file_name"], reason)
-            return {"file_name": dataset_dict["file_name"], "image_id": dataset_dict["image_id"], UNREADABLE_KEY: reason}
+            logger.warning(
+                "Skipping %s: it cannot be read as an image (%s)", dataset_dict["file_name"], reason
+            )
+            return {
+                "file_name": dataset_dict["file_name"],
+                "image_id": dataset_dict["image_id"],
+                UNREADABLE_KEY: reason,
+            }

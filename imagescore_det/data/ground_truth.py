@@ -4,6 +4,7 @@ Box mode builds its per-class references from the labelled set's boxes, and the 
 studies compare pseudo labels with the unlabelled set's boxes; both read them here, from the
 Detectron2 dataset dicts (the test loader's mapper drops annotations).
 """
+
 from typing import Dict, Mapping, Sequence, Tuple
 
 import numpy as np
@@ -21,12 +22,16 @@ __all__ = ["GroundTruth", "ground_truth_from_dicts", "ground_truth_of", "has_box
 GroundTruth = Mapping[object, Tuple[np.ndarray, np.ndarray]]
 
 
-def ground_truth_from_dicts(dataset_dicts: Sequence[Mapping]) -> Dict[object, Tuple[np.ndarray, np.ndarray]]:
+def ground_truth_from_dicts(
+    dataset_dicts: Sequence[Mapping],
+) -> Dict[object, Tuple[np.ndarray, np.ndarray]]:
     """:data:`GroundTruth` of Detectron2 dataset dicts (an image without annotations has no boxes)."""
     truth = {}
     for record in dataset_dicts:
         annotations = record.get("annotations", [])
-        boxes = [BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS) for a in annotations]
+        boxes = [
+            BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS) for a in annotations
+        ]
         truth[record["image_id"]] = (
             np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
             np.asarray([a["category_id"] for a in annotations], dtype=np.int64),
@@ -36,7 +41,9 @@ def ground_truth_from_dicts(dataset_dicts: Sequence[Mapping]) -> Dict[object, Tu
 
 def ground_truth_of(dataset_names: Sequence[str]) -> Dict[object, Tuple[np.ndarray, np.ndarray]]:
     """:data:`GroundTruth` of the registered datasets ``dataset_names``, together."""
-    return ground_truth_from_dicts([record for name in dataset_names for record in DatasetCatalog.get(name)])
+    return ground_truth_from_dicts(
+        [record for name in dataset_names for record in DatasetCatalog.get(name)]
+    )
 
 
 def has_boxes(truth: GroundTruth) -> bool:

@@ -6,6 +6,7 @@ and tools use them without a trainer. Every file is written atomically. The JSON
 contiguous ids as the labelled set. Each registered record carries ``"pseudo_labelled": True`` and
 its ``"ignore_boxes"`` (docs/method.md §2 item 8), which :class:`PseudoLabelDatasetMapper` keeps.
 """
+
 import csv
 import json
 import os
@@ -39,11 +40,17 @@ def image_root_of(images: Sequence[ScoredImage]) -> str:
     """The deepest directory holding every image: JSON file names are relative to it."""
     if not images:
         return ""
-    return os.path.commonpath([os.path.dirname(os.path.abspath(image.file_name)) for image in images])
+    return os.path.commonpath(
+        [os.path.dirname(os.path.abspath(image.file_name)) for image in images]
+    )
 
 
 def build_pseudo_label_json(
-    images: Sequence[ScoredImage], class_names: Sequence[str], *, keep_empty: bool, info: Mapping[str, Any],
+    images: Sequence[ScoredImage],
+    class_names: Sequence[str],
+    *,
+    keep_empty: bool,
+    info: Mapping[str, Any],
     category_ids: Optional[Sequence[int]] = None,
 ) -> Dict[str, Any]:
     """COCO-style dict of the selected ``images`` (best first): boxes as xywh, one category per class.
@@ -72,7 +79,8 @@ def build_pseudo_label_json(
         for (x0, y0, x1, y1), cls, score in zip(image.boxes, image.classes, image.confidences):
             if not 0 <= cls < len(class_names):
                 raise ValueError(
-                    "image %r has a detection of class %r, but there are %d classes" % (image.image_id, cls, len(class_names))
+                    "image %r has a detection of class %r, but there are %d classes"
+                    % (image.image_id, cls, len(class_names))
                 )
             width, height = float(x1) - float(x0), float(y1) - float(y0)
             annotations.append(
@@ -93,37 +101,73 @@ def build_pseudo_label_json(
         num_annotations=len(annotations),
         num_dropped_empty=len(images) - len(kept),
     )
-    categories = [{"id": int(category_id), "name": name} for category_id, name in zip(category_ids, class_names)]
-    return {"info": full_info, "images": coco_images, "annotations": annotations, "categories": categories}
+    categories = [
+        {"id": int(category_id), "name": name}
+        for category_id, name in zip(category_ids, class_names)
+    ]
+    return {
+        "info": full_info,
+        "images": coco_images,
+        "annotations": annotations,
+        "categories": categories,
+    }
 
 
 def _category_ids(class_names: Sequence[str], category_ids: Optional[Sequence[int]]) -> List[int]:
     if category_ids is None:
         return list(range(1, len(class_names) + 1))
     if len(category_ids) != len(class_names) or list(category_ids) != sorted(set(category_ids)):
-        raise ValueError("category ids %s must rise and match the classes %s one to one" % (list(category_ids), list(class_names)))
+        raise ValueError(
+            "category ids %s must rise and match the classes %s one to one"
+            % (list(category_ids), list(class_names))
+        )
     return list(category_ids)
 
 
 def score_table(
-    images: Sequence[ScoredImage], ranks: Sequence[int], selected: Sequence[bool], *, unreadable: Sequence[ScoredImage] = ()
+    images: Sequence[ScoredImage],
+    ranks: Sequence[int],
+    selected: Sequence[bool],
+    *,
+    unreadable: Sequence[ScoredImage] = (),
 ) -> Tuple[List[str], List[list]]:
     """Header and rows of the per-image CSV: id, file, score, rank (1 = best), selected, terms.
 
     ``unreadable`` images follow as rows with no score, rank or terms and ``scored`` 0, ``error`` saying why.
     """
     layers = list(images[0].terms) if images else []
-    header = ["image_id", "file_name", "score", "rank", "selected", "confidence", "num_pseudo_labels", "scored", "error"]
+    header = [
+        "image_id",
+        "file_name",
+        "score",
+        "rank",
+        "selected",
+        "confidence",
+        "num_pseudo_labels",
+        "scored",
+        "error",
+    ]
     header += ["term:%s" % layer for layer in layers]
     rows = []
     for image, rank, chosen in zip(images, ranks, selected):
         if list(image.terms) != layers:
-            raise ValueError("image %r has per-layer terms for %s, expected %s" % (image.image_id, list(image.terms), layers))
-        row = [image.image_id, image.file_name, repr(float(image.ranking_value)), int(rank), int(bool(chosen))]
+            raise ValueError(
+                "image %r has per-layer terms for %s, expected %s"
+                % (image.image_id, list(image.terms), layers)
+            )
+        row = [
+            image.image_id,
+            image.file_name,
+            repr(float(image.ranking_value)),
+            int(rank),
+            int(bool(chosen)),
+        ]
         row += [repr(float(image.mean_confidence)), len(image.boxes), 1, ""]
         rows.append(row + [repr(float(image.terms[layer])) for layer in layers])
     for image in unreadable:
-        rows.append([image.image_id, image.file_name, "", "", 0, "", 0, 0, image.error] + [""] * len(layers))
+        rows.append(
+            [image.image_id, image.file_name, "", "", 0, "", 0, 0, image.error] + [""] * len(layers)
+        )
     return header, rows
 
 
@@ -155,7 +199,10 @@ def load_pseudo_labels(path: str) -> Dict[str, Any]:
 
 
 def register_pseudo_labels(
-    name: str, json_file: str, class_names: Sequence[str], category_ids: Optional[Sequence[int]] = None
+    name: str,
+    json_file: str,
+    class_names: Sequence[str],
+    category_ids: Optional[Sequence[int]] = None,
 ) -> int:
     """(Re-)register ``json_file`` as dataset ``name``; return how many images it holds.
 
@@ -167,7 +214,10 @@ def register_pseudo_labels(
     found = [(category["id"], category["name"]) for category in categories]
     expected = list(zip(_category_ids(class_names, category_ids), class_names))
     if found != expected:
-        raise ValueError("%s has categories %s, but the labelled set's classes are %s" % (json_file, found, expected))
+        raise ValueError(
+            "%s has categories %s, but the labelled set's classes are %s"
+            % (json_file, found, expected)
+        )
     if name in DatasetCatalog.list():
         DatasetCatalog.remove(name)
     if name in MetadataCatalog.list():
@@ -175,14 +225,22 @@ def register_pseudo_labels(
     json_file, image_root = os.path.abspath(json_file), payload["info"]["image_root"]
     DatasetCatalog.register(name, lambda: load_pseudo_label_dicts(json_file, image_root, name))
     MetadataCatalog.get(name).set(
-        thing_classes=list(class_names), json_file=json_file, image_root=image_root, evaluator_type="coco"
+        thing_classes=list(class_names),
+        json_file=json_file,
+        image_root=image_root,
+        evaluator_type="coco",
     )
     return len(payload["images"])
 
 
-def load_pseudo_label_dicts(json_file: str, image_root: str, dataset_name: str) -> List[Dict[str, Any]]:
+def load_pseudo_label_dicts(
+    json_file: str, image_root: str, dataset_name: str
+) -> List[Dict[str, Any]]:
     """Detectron2's ``load_coco_json`` records, each flagged ``pseudo_labelled`` with its ignore boxes."""
-    ignore_boxes = {image["id"]: image.get("ignore_boxes", []) for image in load_pseudo_labels(json_file)["images"]}
+    ignore_boxes = {
+        image["id"]: image.get("ignore_boxes", [])
+        for image in load_pseudo_labels(json_file)["images"]
+    }
     records = load_coco_json(json_file, image_root, dataset_name)
     for record in records:
         record["pseudo_labelled"] = True

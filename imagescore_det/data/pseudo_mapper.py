@@ -5,6 +5,7 @@ photometric augmentation applied to pseudo-labelled records only.
 A record without ``"pseudo_labelled"`` maps exactly as Detectron2's DatasetMapper maps it; the flag
 itself is a plain key of the record, which DatasetMapper keeps in the mapped dict.
 """
+
 import copy
 import functools
 import math
@@ -22,11 +23,18 @@ from detectron2.config import configurable  # noqa: E402
 from detectron2.data import DatasetMapper  # noqa: E402
 from detectron2.structures import Boxes  # noqa: E402
 
-__all__ = ["PseudoLabelDatasetMapper", "RandomErasing", "RandomGaussianBlur", "strong_augmentations"]
+__all__ = [
+    "PseudoLabelDatasetMapper",
+    "RandomErasing",
+    "RandomGaussianBlur",
+    "strong_augmentations",
+]
 
 
 def _blurred(image: np.ndarray, sigma: float) -> np.ndarray:
-    return np.asarray(Image.fromarray(image.astype(np.uint8)).filter(ImageFilter.GaussianBlur(sigma)))
+    return np.asarray(
+        Image.fromarray(image.astype(np.uint8)).filter(ImageFilter.GaussianBlur(sigma))
+    )
 
 
 def _erased(image: np.ndarray, x0: int, y0: int, fill: np.ndarray) -> np.ndarray:
@@ -46,7 +54,9 @@ class RandomGaussianBlur(T.Augmentation):
     def get_transform(self, image):
         if self._rand_range() >= self.prob:
             return T.NoOpTransform()
-        return T.ColorTransform(functools.partial(_blurred, sigma=float(self._rand_range(*self.sigma))))
+        return T.ColorTransform(
+            functools.partial(_blurred, sigma=float(self._rand_range(*self.sigma)))
+        )
 
 
 class RandomErasing(T.Augmentation):
@@ -54,7 +64,12 @@ class RandomErasing(T.Augmentation):
     ``ratio`` is filled with random values, as torchvision's RandomErasing(value="random") that
     Unbiased Teacher applies to the strong view. Boxes stay: the object may be partly hidden."""
 
-    def __init__(self, prob: float, scale: Tuple[float, float] = (0.02, 0.2), ratio: Tuple[float, float] = (0.3, 3.3)):
+    def __init__(
+        self,
+        prob: float,
+        scale: Tuple[float, float] = (0.02, 0.2),
+        ratio: Tuple[float, float] = (0.3, 3.3),
+    ):
         super().__init__()
         self._init(locals())
 
@@ -106,7 +121,9 @@ class PseudoLabelDatasetMapper(DatasetMapper):
         self.strong_augmentation = bool(strong_augmentation)
         # The same mapper with the strong list: pseudo-labelled records go through it.
         self._strong = copy.copy(self)
-        self._strong.augmentations = T.AugmentationList(list(self.augmentations.augs) + strong_augmentations())
+        self._strong.augmentations = T.AugmentationList(
+            list(self.augmentations.augs) + strong_augmentations()
+        )
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):

@@ -15,6 +15,7 @@ labelled, training and test sets share one class list. Loading stays lazy, as in
 loaders check what Detectron2's own would report without a file name (a class outside the list, an
 image file that is missing).
 """
+
 import dataclasses
 import json
 import logging
@@ -33,12 +34,23 @@ from detectron2.data.datasets.pascal_voc import load_voc_instances  # noqa: E402
 
 from .folder import load_image_folder  # noqa: E402
 
-__all__ = ["FORMS", "DatasetEntry", "parse_dataset_entry", "register_dataset", "register_config_datasets", "check_class_lists"]
+__all__ = [
+    "FORMS",
+    "DatasetEntry",
+    "parse_dataset_entry",
+    "register_dataset",
+    "register_config_datasets",
+    "check_class_lists",
+]
 
 logger = logging.getLogger(__name__)
 
 #: The accepted forms, quoted in every parsing error.
-FORMS = ("NAME=coco:JSON_FILE:IMAGE_DIR", "NAME=voc:DIR:SPLIT[:CLASS1,CLASS2,...]", "NAME=folder:DIR")
+FORMS = (
+    "NAME=coco:JSON_FILE:IMAGE_DIR",
+    "NAME=voc:DIR:SPLIT[:CLASS1,CLASS2,...]",
+    "NAME=folder:DIR",
+)
 #: Keys a COCO-format detection file must have.
 COCO_KEYS = ("images", "annotations", "categories")
 
@@ -58,7 +70,10 @@ def parse_dataset_entry(entry: str) -> DatasetEntry:
     """Parse one entry; a malformed one raises ValueError quoting it and the accepted forms."""
 
     def fail(problem: str):
-        raise ValueError("IMAGESCORE.REGISTER_DATASETS entry %r: %s; the forms are %s" % (entry, problem, ", ".join(FORMS)))
+        raise ValueError(
+            "IMAGESCORE.REGISTER_DATASETS entry %r: %s; the forms are %s"
+            % (entry, problem, ", ".join(FORMS))
+        )
 
     if not isinstance(entry, str) or "=" not in entry:
         fail("expected NAME=KIND:...")
@@ -75,7 +90,9 @@ def parse_dataset_entry(entry: str) -> DatasetEntry:
         classes = tuple(fields[2].split(",")) if len(fields) == 3 else tuple(VOC_CLASSES)
         if any(not c for c in classes) or len(set(classes)) != len(classes):
             fail("the class list has an empty or repeated name")
-        return DatasetEntry(name, kind, (os.path.abspath(fields[0]),), split=fields[1], class_names=classes)
+        return DatasetEntry(
+            name, kind, (os.path.abspath(fields[0]),), split=fields[1], class_names=classes
+        )
     if kind == "folder" and len(fields) == 1:
         return DatasetEntry(name, kind, (os.path.abspath(fields[0]),))
     if kind not in ("coco", "voc", "folder"):
@@ -91,12 +108,24 @@ def read_coco_file(json_file: str) -> dict:
     except FileNotFoundError:
         raise ValueError("COCO annotation file %s does not exist" % json_file) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError("COCO annotation file %s is not valid JSON: %s" % (json_file, error)) from error
-    missing = [key for key in COCO_KEYS if not isinstance(payload, dict) or not isinstance(payload.get(key), list)]
+        raise ValueError(
+            "COCO annotation file %s is not valid JSON: %s" % (json_file, error)
+        ) from error
+    missing = [
+        key
+        for key in COCO_KEYS
+        if not isinstance(payload, dict) or not isinstance(payload.get(key), list)
+    ]
     if missing:
-        raise ValueError("COCO annotation file %s lacks the list(s) %s" % (json_file, ", ".join(missing)))
-    if not payload["categories"] or any(not {"id", "name"} <= set(c) for c in payload["categories"]):
-        raise ValueError("COCO annotation file %s needs categories, each with an id and a name" % json_file)
+        raise ValueError(
+            "COCO annotation file %s lacks the list(s) %s" % (json_file, ", ".join(missing))
+        )
+    if not payload["categories"] or any(
+        not {"id", "name"} <= set(c) for c in payload["categories"]
+    ):
+        raise ValueError(
+            "COCO annotation file %s needs categories, each with an id and a name" % json_file
+        )
     return payload
 
 
@@ -104,7 +133,8 @@ def check_images_exist(dataset_dicts: Sequence[dict], source: str) -> None:
     missing = [d["file_name"] for d in dataset_dicts if not os.path.isfile(d["file_name"])]
     if missing:
         raise FileNotFoundError(
-            "%s names %d image file(s) that do not exist, e.g. %s" % (source, len(missing), ", ".join(missing[:3]))
+            "%s names %d image file(s) that do not exist, e.g. %s"
+            % (source, len(missing), ", ".join(missing[:3]))
         )
 
 
@@ -134,7 +164,8 @@ def raise_for_unknown_class(dirname: str, split: str, class_names: Sequence[str]
             if obj.find("name").text not in class_names:
                 raise ValueError(
                     "%s names class %r, which is not in the class list %s (give the list as "
-                    "NAME=voc:DIR:SPLIT:CLASS1,CLASS2,...)" % (xml_file, obj.find("name").text, list(class_names))
+                    "NAME=voc:DIR:SPLIT:CLASS1,CLASS2,...)"
+                    % (xml_file, obj.find("name").text, list(class_names))
                 )
 
 
@@ -146,9 +177,13 @@ def register_dataset(entry: DatasetEntry) -> None:
     if entry.kind == "coco":
         json_file, image_root = entry.paths
         categories = sorted(read_coco_file(json_file)["categories"], key=lambda c: c["id"])
-        DatasetCatalog.register(entry.name, lambda: load_checked_coco(json_file, image_root, entry.name))
+        DatasetCatalog.register(
+            entry.name, lambda: load_checked_coco(json_file, image_root, entry.name)
+        )
         MetadataCatalog.get(entry.name).set(
-            json_file=json_file, image_root=image_root, evaluator_type="coco",
+            json_file=json_file,
+            image_root=image_root,
+            evaluator_type="coco",
             thing_classes=[c["name"] for c in categories],
             thing_dataset_id_to_contiguous_id={c["id"]: i for i, c in enumerate(categories)},
         )
@@ -156,16 +191,29 @@ def register_dataset(entry: DatasetEntry) -> None:
         (dirname,) = entry.paths
         split_file = os.path.join(dirname, "ImageSets", "Main", entry.split + ".txt")
         if not os.path.isfile(split_file):
-            raise ValueError("VOC dataset %r: split file %s does not exist" % (entry.name, split_file))
-        year = 2007 if "2007" in os.path.basename(dirname) else 2012  # Detectron2's VOC evaluator: 11-point AP for 2007
-        DatasetCatalog.register(entry.name, lambda: load_checked_voc(dirname, entry.split, entry.class_names))
+            raise ValueError(
+                "VOC dataset %r: split file %s does not exist" % (entry.name, split_file)
+            )
+        year = (
+            2007 if "2007" in os.path.basename(dirname) else 2012
+        )  # Detectron2's VOC evaluator: 11-point AP for 2007
+        DatasetCatalog.register(
+            entry.name, lambda: load_checked_voc(dirname, entry.split, entry.class_names)
+        )
         MetadataCatalog.get(entry.name).set(
-            thing_classes=list(entry.class_names), dirname=dirname, year=year, split=entry.split, evaluator_type="pascal_voc"
+            thing_classes=list(entry.class_names),
+            dirname=dirname,
+            year=year,
+            split=entry.split,
+            evaluator_type="pascal_voc",
         )
     else:
         (directory,) = entry.paths
         if not os.path.isdir(directory):
-            raise ValueError("image folder %s of dataset %r does not exist or is not a directory" % (directory, entry.name))
+            raise ValueError(
+                "image folder %s of dataset %r does not exist or is not a directory"
+                % (directory, entry.name)
+            )
         DatasetCatalog.register(entry.name, lambda: load_image_folder(directory))
         MetadataCatalog.get(entry.name).set(image_root=directory, evaluator_type="folder")
     logger.info("Registered %s dataset %r from %s", entry.kind, entry.name, ":".join(entry.paths))
@@ -184,14 +232,17 @@ def register_config_datasets(cfg) -> List[str]:
     late = set(cfg.IMAGESCORE.UNLABELLED_DATASETS) | set(cfg.DATASETS.TEST)
     for entry in entries:
         if entry.name in late:
-            logger.info("Checked dataset %r: %d images", entry.name, len(DatasetCatalog.get(entry.name)))
+            logger.info(
+                "Checked dataset %r: %d images", entry.name, len(DatasetCatalog.get(entry.name))
+            )
     return [entry.name for entry in entries]
 
 
 def class_names_of(name: str, role: str) -> Optional[List[str]]:
     if name not in DatasetCatalog.list():
         raise ValueError(
-            "%s dataset %r is not registered; declare it in IMAGESCORE.REGISTER_DATASETS (%s)" % (role, name, ", ".join(FORMS))
+            "%s dataset %r is not registered; declare it in IMAGESCORE.REGISTER_DATASETS (%s)"
+            % (role, name, ", ".join(FORMS))
         )
     return MetadataCatalog.get(name).get("thing_classes")
 
@@ -206,18 +257,27 @@ def check_class_lists(cfg) -> None:
     labelled = list(cfg.IMAGESCORE.LABELLED_DATASETS)
     if not labelled:
         return
-    roles = [(n, "labelled") for n in labelled] + [(n, "training") for n in cfg.DATASETS.TRAIN] + [(n, "test") for n in cfg.DATASETS.TEST]
+    roles = (
+        [(n, "labelled") for n in labelled]
+        + [(n, "training") for n in cfg.DATASETS.TRAIN]
+        + [(n, "test") for n in cfg.DATASETS.TEST]
+    )
     expected = class_names_of(labelled[0], "labelled")
     for name, role in roles:
         found = class_names_of(name, role)
         if found is None:
-            raise ValueError("%s dataset %r has no class list: an image folder can only be unlabelled" % (role, name))
+            raise ValueError(
+                "%s dataset %r has no class list: an image folder can only be unlabelled"
+                % (role, name)
+            )
         if list(found) != list(expected):
             raise ValueError(
                 "%s dataset %r has classes %s, but labelled dataset %r has %s; they must be the same, in the same order"
                 % (role, name, found, labelled[0], list(expected))
             )
-    if cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN" and cfg.MODEL.ROI_HEADS.NUM_CLASSES != len(expected):
+    if cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN" and cfg.MODEL.ROI_HEADS.NUM_CLASSES != len(
+        expected
+    ):
         raise ValueError(
             "MODEL.ROI_HEADS.NUM_CLASSES is %d, but labelled dataset %r has %d classes"
             % (cfg.MODEL.ROI_HEADS.NUM_CLASSES, labelled[0], len(expected))

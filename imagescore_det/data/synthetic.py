@@ -12,6 +12,7 @@ truncation) so that choosing trustworthy images matters. Each image depends only
 (seed, year, number), so changing one split's count leaves the other splits' images unchanged.
 PIL and numpy only: no Detectron2 is needed to make the data.
 """
+
 import argparse
 import json
 import logging
@@ -32,44 +33,63 @@ logger = logging.getLogger(__name__)
 
 #: Object classes: a filled shape in a fixed colour (plus jitter); order gives category ids.
 SYNTHETIC_CLASSES = ("red_square", "green_circle", "blue_triangle", "yellow_cross", "magenta_ring")
-_COLOURS = {"red": (215, 40, 40), "green": (40, 175, 60), "blue": (45, 75, 215),
-            "yellow": (230, 205, 35), "magenta": (205, 50, 200)}
+_COLOURS = {
+    "red": (215, 40, 40),
+    "green": (40, 175, 60),
+    "blue": (45, 75, 215),
+    "yellow": (230, 205, 35),
+    "magenta": (205, 50, 200),
+}
 # Polygon outlines in unit coordinates; circle and ring are drawn as ellipses.
 _POLYGONS = {
     "square": [(-1, -1), (1, -1), (1, 1), (-1, 1)],
     "triangle": [(0, -1), (0.866, 0.5), (-0.866, 0.5)],
-    "cross": [(-0.3, -1), (0.3, -1), (0.3, -0.3), (1, -0.3), (1, 0.3), (0.3, 0.3),
-              (0.3, 1), (-0.3, 1), (-0.3, 0.3), (-1, 0.3), (-1, -0.3), (-0.3, -0.3)],
+    "cross": [
+        (-0.3, -1),
+        (0.3, -1),
+        (0.3, -0.3),
+        (1, -0.3),
+        (1, 0.3),
+        (0.3, 0.3),
+        (0.3, 1),
+        (-0.3, 1),
+        (-0.3, 0.3),
+        (-1, 0.3),
+        (-1, -0.3),
+        (-0.3, -0.3),
+    ],
 }
-IMAGE_SIDE_RANGE = (160, 400)          # width and height, drawn independently
-OBJECT_SIDE_RANGE = (0.20, 0.45)       # object extent, as a fraction of the image's short side
+IMAGE_SIDE_RANGE = (160, 400)  # width and height, drawn independently
+OBJECT_SIDE_RANGE = (0.20, 0.45)  # object extent, as a fraction of the image's short side
 MAX_OBJECTS = 4
-MIN_VISIBLE_FRACTION = 0.5             # occlusion and truncation never hide more than this
+MIN_VISIBLE_FRACTION = 0.5  # occlusion and truncation never hide more than this
 _PLACEMENT_ATTEMPTS = 10
 
 #: (split key, year folder, year, VOC split name, first image number - 1); test ids sit in their own
 #: number block so that the labelled count never shifts them.
-SPLITS = (("labelled", "VOC2007", 2007, "trainval", 0),
-          ("unlabelled", "VOC2012", 2012, "trainval", 0),
-          ("test", "VOC2007", 2007, "test", 500000))
+SPLITS = (
+    ("labelled", "VOC2007", 2007, "trainval", 0),
+    ("unlabelled", "VOC2012", 2012, "trainval", 0),
+    ("test", "VOC2007", 2007, "test", 500000),
+)
 MAX_IMAGES_PER_SPLIT = 499999
-MANIFEST_NAME = "synthetic_voc.json"   # written last; its presence marks a finished set
+MANIFEST_NAME = "synthetic_voc.json"  # written last; its presence marks a finished set
 GENERATOR_VERSION = 1
 
 
 @dataclass(frozen=True)
 class SyntheticObject:
     name: str
-    box: Tuple[int, int, int, int]     # VOC convention: 1-based inclusive xmin, ymin, xmax, ymax
-    truncated: bool                    # the shape extends beyond the image border
-    mask: np.ndarray                   # bool [H, W]: the object's visible pixels; box is tight on it
+    box: Tuple[int, int, int, int]  # VOC convention: 1-based inclusive xmin, ymin, xmax, ymax
+    truncated: bool  # the shape extends beyond the image border
+    mask: np.ndarray  # bool [H, W]: the object's visible pixels; box is tight on it
 
 
 @dataclass(frozen=True)
 class SyntheticImage:
-    image: np.ndarray                  # uint8 [H, W, 3], RGB
+    image: np.ndarray  # uint8 [H, W, 3], RGB
     objects: Tuple[SyntheticObject, ...]
-    difficulty: float                  # 0 = clean and clear ... 1 = cluttered, faint, blurred, noisy
+    difficulty: float  # 0 = clean and clear ... 1 = cluttered, faint, blurred, noisy
     jpeg_quality: int
 
 
@@ -85,7 +105,9 @@ def _shape_mask(name: str, side: int, angle: float) -> np.ndarray:
             draw.ellipse([inset, inset, side - 1 - inset, side - 1 - inset], fill=0)
     else:
         points = np.asarray(_POLYGONS[kind], dtype=np.float64)
-        rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
+        rotation = np.array(
+            [[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]]
+        )
         points = points @ rotation.T
         points -= (points.max(0) + points.min(0)) / 2
         points *= (side - 1) / (points.max(0) - points.min(0)).max()
@@ -96,7 +118,10 @@ def _shape_mask(name: str, side: int, angle: float) -> np.ndarray:
 def _overlap(x0: int, y0: int, side: int, width: int, height: int):
     """Slices of the image and of a side x side patch placed at (x0, y0) that cover the same pixels."""
     ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + side, width), min(y0 + side, height)
-    return (slice(iy0, iy1), slice(ix0, ix1)), (slice(iy0 - y0, iy1 - y0), slice(ix0 - x0, ix1 - x0))
+    return (slice(iy0, iy1), slice(ix0, ix1)), (
+        slice(iy0 - y0, iy1 - y0),
+        slice(ix0 - x0, ix1 - x0),
+    )
 
 
 def _place_objects(rng, width: int, height: int, difficulty: float):
@@ -108,7 +133,11 @@ def _place_objects(rng, width: int, height: int, difficulty: float):
         name = SYNTHETIC_CLASSES[rng.integers(len(SYNTHETIC_CLASSES))]
         for attempt in range(_PLACEMENT_ATTEMPTS):
             side = int(short * rng.uniform(*OBJECT_SIDE_RANGE))
-            angle = rng.uniform(0, 2 * math.pi) if name.endswith("triangle") else rng.uniform(-0.45, 0.45)
+            angle = (
+                rng.uniform(0, 2 * math.pi)
+                if name.endswith("triangle")
+                else rng.uniform(-0.45, 0.45)
+            )
             patch = _shape_mask(name, side, angle)
             x0, y0 = int(rng.integers(0, width - side + 1)), int(rng.integers(0, height - side + 1))
             if attempt < _PLACEMENT_ATTEMPTS - 1 and rng.random() < 0.15 + 0.2 * difficulty:
@@ -121,7 +150,9 @@ def _place_objects(rng, width: int, height: int, difficulty: float):
                 continue
             trial = owner.copy()
             trial[image_part][inside] = len(placed)
-            if all((trial == k).sum() >= MIN_VISIBLE_FRACTION * area for k, area in enumerate(areas)):
+            if all(
+                (trial == k).sum() >= MIN_VISIBLE_FRACTION * area for k, area in enumerate(areas)
+            ):
                 placed.append((name, patch, x0, y0, bool(inside.sum() < patch.sum())))
                 areas.append(int(inside.sum()))
                 owner = trial
@@ -135,7 +166,9 @@ def _draw_strokes(image: Image.Image, rng, count: int, difficulty: float) -> Non
     width, height = image.size
     for _ in range(count):
         if rng.random() < 0.6 * difficulty:
-            colour = np.array(_COLOURS[SYNTHETIC_CLASSES[rng.integers(len(SYNTHETIC_CLASSES))].split("_")[0]])
+            colour = np.array(
+                _COLOURS[SYNTHETIC_CLASSES[rng.integers(len(SYNTHETIC_CLASSES))].split("_")[0]]
+            )
         else:
             colour = rng.uniform(20, 235, 3)
         colour = tuple(int(c) for c in np.clip(colour + rng.normal(0, 20, 3), 0, 255))
@@ -159,7 +192,9 @@ def _background(rng, width: int, height: int, difficulty: float) -> np.ndarray:
     image = ends[0].astype(np.float32) + (ends[1] - ends[0]).astype(np.float32) * ramp[..., None]
     blotches = rng.normal(0, 12 + 28 * difficulty, (3, 6, 6)).astype(np.float32)
     for c in range(3):
-        image[..., c] += np.asarray(Image.fromarray(blotches[c], "F").resize((width, height), Image.BILINEAR))
+        image[..., c] += np.asarray(
+            Image.fromarray(blotches[c], "F").resize((width, height), Image.BILINEAR)
+        )
     return image
 
 
@@ -168,23 +203,33 @@ def render_synthetic_image(seed: int, year: int, number: int) -> SyntheticImage:
     rng = np.random.default_rng([seed, year, number])
     width, height = (int(v) for v in rng.integers(IMAGE_SIDE_RANGE[0], IMAGE_SIDE_RANGE[1] + 1, 2))
     difficulty = float(rng.uniform(0.0, 0.35) if rng.random() < 0.5 else rng.uniform(0.35, 1.0))
-    canvas = Image.fromarray(np.clip(_background(rng, width, height, difficulty), 0, 255).astype(np.uint8))
+    canvas = Image.fromarray(
+        np.clip(_background(rng, width, height, difficulty), 0, 255).astype(np.uint8)
+    )
     _draw_strokes(canvas, rng, int(rng.integers(2, 6)) + round(8 * difficulty), difficulty)
     placed, owner = _place_objects(rng, width, height, difficulty)
     image = np.asarray(canvas, dtype=np.float32)
     for name, patch, x0, y0, _ in placed:
         colour = np.array(_COLOURS[name.split("_")[0]]) + rng.normal(0, 12, 3)
-        py, px = np.mgrid[-1:1:patch.shape[0] * 1j, -1:1:patch.shape[1] * 1j]
+        py, px = np.mgrid[-1 : 1 : patch.shape[0] * 1j, -1 : 1 : patch.shape[1] * 1j]
         shade = 1 + 0.12 * (rng.uniform(-1, 1) * px + rng.uniform(-1, 1) * py)
         alpha = patch * (1 - rng.uniform(0, 0.55 * difficulty))
         image_part, patch_part = _overlap(x0, y0, patch.shape[0], width, height)
         a = alpha[patch_part][..., None]
-        image[image_part] = image[image_part] * (1 - a) + (colour * shade[..., None])[patch_part] * a
+        image[image_part] = (
+            image[image_part] * (1 - a) + (colour * shade[..., None])[patch_part] * a
+        )
     contrast, brightness = 1 - 0.4 * difficulty * rng.random(), rng.uniform(-15, 15)
-    canvas = Image.fromarray(np.clip((image - 128) * contrast + 128 + brightness, 0, 255).astype(np.uint8))
-    _draw_strokes(canvas, rng, int(rng.binomial(3, difficulty)), difficulty)  # thin occluders on top
+    canvas = Image.fromarray(
+        np.clip((image - 128) * contrast + 128 + brightness, 0, 255).astype(np.uint8)
+    )
+    _draw_strokes(
+        canvas, rng, int(rng.binomial(3, difficulty)), difficulty
+    )  # thin occluders on top
     if rng.random() < difficulty:
-        canvas = canvas.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.5, 0.5 + 2 * difficulty))))
+        canvas = canvas.filter(
+            ImageFilter.GaussianBlur(float(rng.uniform(0.5, 0.5 + 2 * difficulty)))
+        )
     noise = rng.standard_normal((height, width, 3), dtype=np.float32) * (2 + 16 * difficulty)
     noisy = np.asarray(canvas, dtype=np.float32) + noise
     objects = []
@@ -193,8 +238,12 @@ def render_synthetic_image(seed: int, year: int, number: int) -> SyntheticImage:
         rows, cols = np.flatnonzero(visible.any(1)), np.flatnonzero(visible.any(0))
         box = (int(cols[0]) + 1, int(rows[0]) + 1, int(cols[-1]) + 1, int(rows[-1]) + 1)
         objects.append(SyntheticObject(name, box, truncated, visible))
-    return SyntheticImage(np.clip(noisy, 0, 255).astype(np.uint8), tuple(objects), difficulty,
-                          int(round(92 - 40 * difficulty)))
+    return SyntheticImage(
+        np.clip(noisy, 0, 255).astype(np.uint8),
+        tuple(objects),
+        difficulty,
+        int(round(92 - 40 * difficulty)),
+    )
 
 
 def _annotation_xml(folder: str, image_id: str, sample: SyntheticImage) -> bytes:
@@ -205,8 +254,11 @@ def _annotation_xml(folder: str, image_id: str, sample: SyntheticImage) -> bytes
     for tag, text in fields.items():
         ET.SubElement(root, tag).text = text
     source = ET.SubElement(root, "source")
-    for tag, text in (("database", "imagescore_det synthetic VOC"), ("annotation", "imagescore_det"),
-                      ("image", "synthetic")):
+    for tag, text in (
+        ("database", "imagescore_det synthetic VOC"),
+        ("annotation", "imagescore_det"),
+        ("image", "synthetic"),
+    ):
         ET.SubElement(source, tag).text = text
     size = ET.SubElement(root, "size")
     for tag, value in (("width", width), ("height", height), ("depth", 3)):
@@ -214,8 +266,12 @@ def _annotation_xml(folder: str, image_id: str, sample: SyntheticImage) -> bytes
     ET.SubElement(root, "segmented").text = "0"
     for obj in sample.objects:
         node = ET.SubElement(root, "object")
-        for tag, text in (("name", obj.name), ("pose", "Unspecified"),
-                          ("truncated", str(int(obj.truncated))), ("difficult", "0")):
+        for tag, text in (
+            ("name", obj.name),
+            ("pose", "Unspecified"),
+            ("truncated", str(int(obj.truncated))),
+            ("difficult", "0"),
+        ):
             ET.SubElement(node, tag).text = text
         bndbox = ET.SubElement(node, "bndbox")
         for tag, value in zip(("xmin", "ymin", "xmax", "ymax"), obj.box):
@@ -225,15 +281,24 @@ def _annotation_xml(folder: str, image_id: str, sample: SyntheticImage) -> bytes
 
 
 def _validated_settings(num_labelled, num_unlabelled, num_test, seed) -> Dict[str, int]:
-    settings = {"num_labelled": num_labelled, "num_unlabelled": num_unlabelled, "num_test": num_test, "seed": seed}
+    settings = {
+        "num_labelled": num_labelled,
+        "num_unlabelled": num_unlabelled,
+        "num_test": num_test,
+        "seed": seed,
+    }
     for key, value in settings.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
             raise ValueError(f"{key} must be a non-negative integer, got {value!r}")
         if key != "seed" and value > MAX_IMAGES_PER_SPLIT:
-            raise ValueError(f"{key}={value} exceeds the {MAX_IMAGES_PER_SPLIT} images one split can hold")
+            raise ValueError(
+                f"{key}={value} exceeds the {MAX_IMAGES_PER_SPLIT} images one split can hold"
+            )
         if key != "seed" and value == 1:
-            raise ValueError(f"{key}=1: Detectron2's load_voc_instances cannot read a one-line split file; "
-                             "use 0 or at least 2")
+            raise ValueError(
+                f"{key}=1: Detectron2's load_voc_instances cannot read a one-line split file; "
+                "use 0 or at least 2"
+            )
     if num_labelled + num_unlabelled + num_test == 0:
         raise ValueError("num_labelled, num_unlabelled and num_test are all 0: nothing to generate")
     return {key: int(value) for key, value in settings.items()}
@@ -241,8 +306,10 @@ def _validated_settings(num_labelled, num_unlabelled, num_test, seed) -> Dict[st
 
 def _split_ids(settings: Dict[str, int]) -> Dict[str, List[Tuple[int, int]]]:
     """Split key -> [(year, number)] of its images."""
-    return {key: [(year, first + i) for i in range(1, settings["num_" + key] + 1)]
-            for key, _, year, _, first in SPLITS}
+    return {
+        key: [(year, first + i) for i in range(1, settings["num_" + key] + 1)]
+        for key, _, year, _, first in SPLITS
+    }
 
 
 def synthetic_voc_splits(out_dir: str) -> Dict[str, Tuple[str, str]]:
@@ -260,8 +327,9 @@ def _write_dataset(root: str, settings: Dict[str, int]) -> None:
     for folder, year, number in tqdm(jobs, desc="synthetic VOC", unit="img"):
         sample = render_synthetic_image(settings["seed"], year, number)
         image_id = f"{year}_{number:06d}"
-        Image.fromarray(sample.image).save(os.path.join(root, folder, "JPEGImages", image_id + ".jpg"),
-                                           quality=sample.jpeg_quality)
+        Image.fromarray(sample.image).save(
+            os.path.join(root, folder, "JPEGImages", image_id + ".jpg"), quality=sample.jpeg_quality
+        )
         with open(os.path.join(root, folder, "Annotations", image_id + ".xml"), "wb") as f:
             f.write(_annotation_xml(folder, image_id, sample))
     for key, folder, _, split, _ in SPLITS:
@@ -286,8 +354,15 @@ def _move_into_place(built: str, out_dir: str) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def generate_synthetic_voc(out_dir: str, *, num_labelled: int, num_unlabelled: int, num_test: int,
-                           seed: int = 0, overwrite: bool = False) -> Dict[str, Tuple[str, str]]:
+def generate_synthetic_voc(
+    out_dir: str,
+    *,
+    num_labelled: int,
+    num_unlabelled: int,
+    num_test: int,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Dict[str, Tuple[str, str]]:
     """Write the synthetic VOC set to ``out_dir`` and return :func:`synthetic_voc_splits` for it.
 
     The set is built in a temporary folder beside ``out_dir`` and renamed into place at the end, so
@@ -299,7 +374,9 @@ def generate_synthetic_voc(out_dir: str, *, num_labelled: int, num_unlabelled: i
     if os.path.lexists(out_dir) and not os.path.isdir(out_dir):
         raise ValueError(f"out_dir {out_dir} exists and is not a folder")
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not overwrite:
-        raise ValueError(f"out_dir {out_dir} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
+        raise ValueError(
+            f"out_dir {out_dir} exists and is not empty; pass overwrite=True (--overwrite) to replace it"
+        )
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
     built = tempfile.mkdtemp(dir=parent, prefix=f".tmp-{os.path.basename(out_dir)}-")
@@ -321,8 +398,11 @@ def _problems(out_dir: str, settings: Dict[str, int]) -> List[str]:
     except (OSError, ValueError):
         return [f"{MANIFEST_NAME} is missing or unreadable"]
     wanted = dict(settings, generator_version=GENERATOR_VERSION)
-    problems = [f"{key} is {manifest.get(key)!r}, wanted {value!r}" for key, value in wanted.items()
-                if manifest.get(key) != value]
+    problems = [
+        f"{key} is {manifest.get(key)!r}, wanted {value!r}"
+        for key, value in wanted.items()
+        if manifest.get(key) != value
+    ]
     ids = _split_ids(settings)
     for key, folder, _, split, _ in SPLITS:
         split_file = os.path.join(out_dir, folder, "ImageSets", "Main", split + ".txt")
@@ -341,8 +421,15 @@ def _problems(out_dir: str, settings: Dict[str, int]) -> List[str]:
     return problems
 
 
-def ensure_synthetic_voc(out_dir: str, *, num_labelled: int, num_unlabelled: int, num_test: int,
-                         seed: int = 0, overwrite: bool = False) -> Dict[str, Tuple[str, str]]:
+def ensure_synthetic_voc(
+    out_dir: str,
+    *,
+    num_labelled: int,
+    num_unlabelled: int,
+    num_test: int,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Dict[str, Tuple[str, str]]:
     """Generate the set only if ``out_dir`` is missing or empty; reuse it when complete and matching.
 
     A folder that is incomplete or was made with other settings raises ValueError (or, with
@@ -354,35 +441,60 @@ def ensure_synthetic_voc(out_dir: str, *, num_labelled: int, num_unlabelled: int
         if not problems:
             logger.info("Reusing the synthetic VOC set in %s", out_dir)
             return synthetic_voc_splits(out_dir)
-        summary = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+        summary = "; ".join(problems[:3]) + (
+            f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+        )
         if not overwrite:
-            raise ValueError(f"{out_dir} is incomplete or was generated with other settings ({summary}); "
-                             "delete it or regenerate with overwrite=True (--overwrite)")
+            raise ValueError(
+                f"{out_dir} is incomplete or was generated with other settings ({summary}); "
+                "delete it or regenerate with overwrite=True (--overwrite)"
+            )
         logger.warning("Regenerating %s, which is incomplete or differs (%s)", out_dir, summary)
     return generate_synthetic_voc(out_dir, overwrite=overwrite, **settings)
 
 
 def main(argv=None) -> Dict[str, Tuple[str, str]]:
     default_out = os.path.join(os.environ.get("DETECTRON2_DATASETS", "datasets"), "synthetic_voc")
-    parser = argparse.ArgumentParser(prog="python -m imagescore_det.data.synthetic",
-                                     description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--out", default=default_out,
-                        help="folder to create, holding VOC2007/ and VOC2012/ ($DETECTRON2_DATASETS/synthetic_voc)")
-    parser.add_argument("--labelled", type=int, default=240, help="images in VOC2007 trainval (the labelled set)")
-    parser.add_argument("--unlabelled", type=int, default=360,
-                        help="images in VOC2012 trainval (the unlabelled set; annotations kept as ground truth)")
+    parser = argparse.ArgumentParser(
+        prog="python -m imagescore_det.data.synthetic",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--out",
+        default=default_out,
+        help="folder to create, holding VOC2007/ and VOC2012/ ($DETECTRON2_DATASETS/synthetic_voc)",
+    )
+    parser.add_argument(
+        "--labelled", type=int, default=240, help="images in VOC2007 trainval (the labelled set)"
+    )
+    parser.add_argument(
+        "--unlabelled",
+        type=int,
+        default=360,
+        help="images in VOC2012 trainval (the unlabelled set; annotations kept as ground truth)",
+    )
     parser.add_argument("--test", type=int, default=120, help="images in VOC2007 test")
-    parser.add_argument("--seed", type=int, default=0, help="non-negative seed; with the counts it fixes every byte")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="non-negative seed; with the counts it fixes every byte"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    splits = generate_synthetic_voc(args.out, num_labelled=args.labelled, num_unlabelled=args.unlabelled,
-                                    num_test=args.test, seed=args.seed, overwrite=args.overwrite)
+    splits = generate_synthetic_voc(
+        args.out,
+        num_labelled=args.labelled,
+        num_unlabelled=args.unlabelled,
+        num_test=args.test,
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
     total = args.labelled + args.unlabelled + args.test
     elapsed = time.perf_counter() - start
-    print(f"Wrote {total} images to {os.path.abspath(args.out)} in {elapsed:.1f} s "
-          f"({1000 * elapsed / total:.1f} ms/image)")
+    print(
+        f"Wrote {total} images to {os.path.abspath(args.out)} in {elapsed:.1f} s "
+        f"({1000 * elapsed / total:.1f} ms/image)"
+    )
     return splits
 
 

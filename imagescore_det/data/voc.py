@@ -15,6 +15,7 @@ by side. On import the names point at the default combination's folder; registra
 (nothing is read until a dataset is asked for), and :func:`prepare_synthetic_data` generates the
 config's set when it is missing and points the names at it.
 """
+
 import logging
 import os
 from typing import Iterable, Mapping, Optional
@@ -30,8 +31,14 @@ from detectron2.utils import comm  # noqa: E402
 from .synthetic import SYNTHETIC_CLASSES, ensure_synthetic_voc  # noqa: E402
 
 __all__ = [
-    "SYNTHETIC_DATASETS", "DEFAULT_SYNTHETIC_SIZES", "datasets_root", "synthetic_sizes", "synthetic_root",
-    "register_synthetic_voc", "ensure_synthetic_data", "prepare_synthetic_data",
+    "SYNTHETIC_DATASETS",
+    "DEFAULT_SYNTHETIC_SIZES",
+    "datasets_root",
+    "synthetic_sizes",
+    "synthetic_root",
+    "register_synthetic_voc",
+    "ensure_synthetic_data",
+    "prepare_synthetic_data",
 ]
 
 logger = logging.getLogger(__name__)
@@ -55,7 +62,12 @@ def datasets_root() -> str:
 def synthetic_sizes(cfg) -> dict:
     """``IMAGESCORE.SYNTHETIC`` as :func:`.synthetic.ensure_synthetic_voc` keyword arguments."""
     node = cfg.IMAGESCORE.SYNTHETIC
-    return {"num_labelled": node.NUM_LABELLED, "num_unlabelled": node.NUM_UNLABELLED, "num_test": node.NUM_TEST, "seed": node.SEED}
+    return {
+        "num_labelled": node.NUM_LABELLED,
+        "num_unlabelled": node.NUM_UNLABELLED,
+        "num_test": node.NUM_TEST,
+        "seed": node.SEED,
+    }
 
 
 def synthetic_root(root: Optional[str] = None, sizes: Optional[Mapping[str, int]] = None) -> str:
@@ -77,11 +89,15 @@ def register_synthetic_voc(directory: str) -> None:
             DatasetCatalog.remove(name)
         if name in MetadataCatalog.list():
             MetadataCatalog.remove(name)
-        register_pascal_voc(name, os.path.join(directory, folder), split, year, class_names=SYNTHETIC_CLASSES)
+        register_pascal_voc(
+            name, os.path.join(directory, folder), split, year, class_names=SYNTHETIC_CLASSES
+        )
         MetadataCatalog.get(name).evaluator_type = "pascal_voc"
 
 
-def ensure_synthetic_data(dataset_names: Iterable[str], sizes: Optional[Mapping[str, int]] = None) -> bool:
+def ensure_synthetic_data(
+    dataset_names: Iterable[str], sizes: Optional[Mapping[str, int]] = None
+) -> bool:
     """Make the synthetic datasets among ``dataset_names`` readable from the folder of ``sizes``.
 
     The folder (:func:`synthetic_root` under the dataset root as the environment says *now*) is

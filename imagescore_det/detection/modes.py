@@ -12,6 +12,7 @@ A mode says what its reference is built from and what an unlabelled image is sco
 many modes run, the labelled set goes through the detector once (the reference pass) and the
 unlabelled set once (the scoring pass), every mode's recorder attached to the same forward.
 """
+
 import logging
 from typing import Dict, List, Sequence, Tuple
 
@@ -29,11 +30,26 @@ from ..data.ground_truth import ground_truth_of  # noqa: E402
 from ..modeling.box_recording import BoxRecorder, to_input_boxes  # noqa: E402
 from ..scoring import ClassReferences, ReferenceBuilder, all_reduce_builders  # noqa: E402
 from ..structures import ScoredImage  # noqa: E402
-from .passes import BackboneRecorder, gather_scored, labelled_loader, run_recorded, unlabelled_loader, unwrap_model  # noqa: E402
+from .passes import (  # noqa: E402
+    BackboneRecorder,
+    gather_scored,
+    labelled_loader,
+    run_recorded,
+    unlabelled_loader,
+    unwrap_model,
+)
 from .ranking import BOX_AGGREGATES, BOX_RANKINGS, box_ranking_values  # noqa: E402
 from .selection import labelled_class_names  # noqa: E402
 
-__all__ = ["MODES", "ImageMode", "BoxMode", "to_scored_image", "build_references", "score_images", "score_unlabelled"]
+__all__ = [
+    "MODES",
+    "ImageMode",
+    "BoxMode",
+    "to_scored_image",
+    "build_references",
+    "score_images",
+    "score_unlabelled",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +69,10 @@ class ImageMode:
         self.settings = cfg.IMAGESCORE
         self.recorder = BackboneRecorder(model, self.settings.GRID)
         self.builder = ReferenceBuilder(
-            self.settings.THRESHOLD_RATIO, self.settings.THRESHOLD_STAT, grid=self.settings.GRID, model=description
+            self.settings.THRESHOLD_RATIO,
+            self.settings.THRESHOLD_STAT,
+            grid=self.settings.GRID,
+            model=description,
         )
 
     def add_to_reference(self, inputs: Sequence[dict], truth) -> None:
@@ -70,7 +89,9 @@ class ImageMode:
         return reference
 
     def score(self, reference, inputs: Sequence[dict], images: Sequence[ScoredImage]) -> None:
-        terms = reference.layer_terms(self.recorder.pop(), self.settings.FORMULA, [x["image_id"] for x in inputs])
+        terms = reference.layer_terms(
+            self.recorder.pop(), self.settings.FORMULA, [x["image_id"] for x in inputs]
+        )
         for row, image in enumerate(images):
             image.terms = {layer: float(term[row]) for layer, term in terms.items()}
             image.image_score = float(sum(image.terms.values()))
@@ -92,11 +113,15 @@ class BoxMode:
             ("RANKING", settings.BOX.RANKING, BOX_RANKINGS),
         ):
             if value not in choices:  # checked before the passes, not after them
-                raise ValueError("IMAGESCORE.BOX.%s must be one of %s, got %r" % (key, choices, value))
+                raise ValueError(
+                    "IMAGESCORE.BOX.%s must be one of %s, got %r" % (key, choices, value)
+                )
         self.recorder = BoxRecorder(unwrap_model(model), settings.BOX.LAYERS)
         self.class_names = labelled_class_names(cfg)
         self.builders = {
-            c: ReferenceBuilder(settings.THRESHOLD_RATIO, settings.THRESHOLD_STAT, grid=0, model=description)
+            c: ReferenceBuilder(
+                settings.THRESHOLD_RATIO, settings.THRESHOLD_STAT, grid=0, model=description
+            )
             for c in range(len(self.class_names))
         }
 
@@ -104,7 +129,9 @@ class BoxMode:
         boxes, classes, ids = [], [], []
         for record, size in zip(inputs, self.recorder.input_sizes):
             if record["image_id"] not in truth:
-                raise ValueError("labelled image %r has no ground-truth record" % (record["image_id"],))
+                raise ValueError(
+                    "labelled image %r has no ground-truth record" % (record["image_id"],)
+                )
             truth_boxes, truth_classes = truth[record["image_id"]]
             boxes.append(to_input_boxes(truth_boxes, record, size))
             classes.append(np.asarray(truth_classes, dtype=np.int64))
@@ -116,21 +143,26 @@ class BoxMode:
         unknown = classes[(classes < 0) | (classes >= len(self.class_names))]
         if len(unknown):
             raise ValueError(
-                "a ground-truth box has class %d, but the labelled set has %d classes" % (unknown[0], len(self.class_names))
+                "a ground-truth box has class %d, but the labelled set has %d classes"
+                % (unknown[0], len(self.class_names))
             )
         for c in np.unique(classes):
             rows = np.flatnonzero(classes == c)
             index = torch.as_tensor(rows, dtype=torch.int64)
             self.builders[int(c)].update(
-                {name: act.index_select(0, index) for name, act in box_acts.items()}, [ids[i] for i in rows]
+                {name: act.index_select(0, index) for name, act in box_acts.items()},
+                [ids[i] for i in rows],
             )
 
     def finish_reference(self) -> ClassReferences:
         builders = merged(self.builders)
-        missing = [self.class_names[c] for c, builder in builders.items() if builder.num_images == 0]
+        missing = [
+            self.class_names[c] for c, builder in builders.items() if builder.num_images == 0
+        ]
         if missing:
             logger.warning(
-                "No labelled ground-truth box of class %s: its detections score below every other box", ", ".join(missing)
+                "No labelled ground-truth box of class %s: its detections score below every other box",
+                ", ".join(missing),
             )
         references = ClassReferences.from_builders(builders, self.class_names, mode="box")
         logger.info(
@@ -140,29 +172,42 @@ class BoxMode:
         )
         return references
 
-    def score(self, references: ClassReferences, inputs: Sequence[dict], images: Sequence[ScoredImage]) -> None:
+    def score(
+        self, references: ClassReferences, inputs: Sequence[dict], images: Sequence[ScoredImage]
+    ) -> None:
         sizes = self.recorder.input_sizes
         box_acts = self.recorder.record(
-            [to_input_boxes(image.boxes, record, size) for image, record, size in zip(images, inputs, sizes)]
+            [
+                to_input_boxes(image.boxes, record, size)
+                for image, record, size in zip(images, inputs, sizes)
+            ]
         )
         if box_acts is None:
             return
-        scores = references.score(box_acts, [c for image in images for c in image.classes], self.settings.FORMULA)
+        scores = references.score(
+            box_acts, [c for image in images for c in image.classes], self.settings.FORMULA
+        )
         scores = scores.tolist()
         for image in images:
             image.box_scores, scores = scores[: len(image.boxes)], scores[len(image.boxes) :]
 
-    def ranking_values(self, references: ClassReferences, images: Sequence[ScoredImage]) -> np.ndarray:
+    def ranking_values(
+        self, references: ClassReferences, images: Sequence[ScoredImage]
+    ) -> np.ndarray:
         """By ``IMAGESCORE.BOX.RANKING`` (the rank product needs every image's boxes: call after the gather)."""
         box = self.settings.BOX
-        return box_ranking_values(images, box.RANKING, box.AGGREGATE, empty_score=references.lowest_score)
+        return box_ranking_values(
+            images, box.RANKING, box.AGGREGATE, empty_score=references.lowest_score
+        )
 
 
 #: ``IMAGESCORE.SCORE_MODE`` -> its mode.
 MODES = {mode.name: mode for mode in (ImageMode, BoxMode)}
 
 
-def to_scored_image(record, output, *, pseudo_score_thresh: float, ignore_score_thresh: float = 1.0) -> ScoredImage:
+def to_scored_image(
+    record, output, *, pseudo_score_thresh: float, ignore_score_thresh: float = 1.0
+) -> ScoredImage:
     """One image's detections: pseudo labels at >= ``pseudo_score_thresh``, ignore boxes with confidence
     in [ignore_score_thresh, pseudo_score_thresh) (docs/method.md §2 item 8); no scores yet."""
     instances = output["instances"].to("cpu")
@@ -189,12 +234,23 @@ def build_references(model, data_loader, scorers: Sequence, *, truth=None) -> Di
         for scorer in scorers:
             scorer.add_to_reference(inputs, truth)
 
-    run_recorded(model, data_loader, [scorer.recorder for scorer in scorers], add, description="Reference pass")
+    run_recorded(
+        model,
+        data_loader,
+        [scorer.recorder for scorer in scorers],
+        add,
+        description="Reference pass",
+    )
     return {scorer.name: scorer.finish_reference() for scorer in scorers}
 
 
 def score_images(
-    model, data_loader, scorers: Sequence, references: Dict[str, object], *, pseudo_score_thresh: float,
+    model,
+    data_loader,
+    scorers: Sequence,
+    references: Dict[str, object],
+    *,
+    pseudo_score_thresh: float,
     ignore_score_thresh: float = 1.0,
 ) -> List[ScoredImage]:
     """One pass over ``data_loader``: this rank's images with their pseudo labels and every mode's scores.
@@ -205,7 +261,12 @@ def score_images(
 
     def score(inputs, outputs):
         batch = [
-            to_scored_image(record, output, pseudo_score_thresh=pseudo_score_thresh, ignore_score_thresh=ignore_score_thresh)
+            to_scored_image(
+                record,
+                output,
+                pseudo_score_thresh=pseudo_score_thresh,
+                ignore_score_thresh=ignore_score_thresh,
+            )
             for record, output in zip(inputs, outputs)
         ]
         for scorer in scorers:
@@ -213,14 +274,25 @@ def score_images(
         images.extend(batch)
 
     def keep_unreadable(record):
-        images.append(ScoredImage.unreadable(record["image_id"], record["file_name"], record[UNREADABLE_KEY]))
+        images.append(
+            ScoredImage.unreadable(record["image_id"], record["file_name"], record[UNREADABLE_KEY])
+        )
 
     recorders = [scorer.recorder for scorer in scorers]
-    run_recorded(model, data_loader, recorders, score, description="Scoring pass", on_unreadable=keep_unreadable)
+    run_recorded(
+        model,
+        data_loader,
+        recorders,
+        score,
+        description="Scoring pass",
+        on_unreadable=keep_unreadable,
+    )
     return images
 
 
-def score_unlabelled(cfg, model, *, description: str, modes: Sequence[str] = ()) -> Tuple[Dict[str, object], List[ScoredImage]]:
+def score_unlabelled(
+    cfg, model, *, description: str, modes: Sequence[str] = ()
+) -> Tuple[Dict[str, object], List[ScoredImage]]:
     """References from ``IMAGESCORE.LABELLED_DATASETS``, then ``IMAGESCORE.UNLABELLED_DATASETS`` scored.
 
     ``IMAGESCORE.SCORE_MODE`` always runs and sets each image's ``ranking_value``; ``modes`` adds
@@ -232,17 +304,35 @@ def score_unlabelled(cfg, model, *, description: str, modes: Sequence[str] = ())
     names = [settings.SCORE_MODE] + [name for name in modes if name != settings.SCORE_MODE]
     unknown = [name for name in names if name not in MODES]
     if unknown:
-        raise ValueError("IMAGESCORE.SCORE_MODE must be one of %s, got %r" % (sorted(MODES), unknown[0]))
+        raise ValueError(
+            "IMAGESCORE.SCORE_MODE must be one of %s, got %r" % (sorted(MODES), unknown[0])
+        )
     scorers = [MODES[name](cfg, model, description) for name in names]
-    truth = ground_truth_of(settings.LABELLED_DATASETS) if any(s.needs_labelled_truth for s in scorers) else None
+    truth = (
+        ground_truth_of(settings.LABELLED_DATASETS)
+        if any(s.needs_labelled_truth for s in scorers)
+        else None
+    )
     references = build_references(model, labelled_loader(cfg), scorers, truth=truth)
     shard = score_images(
-        model, unlabelled_loader(cfg), scorers, references,
-        pseudo_score_thresh=settings.PSEUDO_SCORE_THRESH, ignore_score_thresh=settings.PSEUDO_TRAINING.IGNORE_SCORE_THRESH,
+        model,
+        unlabelled_loader(cfg),
+        scorers,
+        references,
+        pseudo_score_thresh=settings.PSEUDO_SCORE_THRESH,
+        ignore_score_thresh=settings.PSEUDO_TRAINING.IGNORE_SCORE_THRESH,
     )
-    images = gather_scored(shard, "%s (modes %s, formula %r)" % (", ".join(settings.UNLABELLED_DATASETS), names, settings.FORMULA))
+    images = gather_scored(
+        shard,
+        "%s (modes %s, formula %r)"
+        % (", ".join(settings.UNLABELLED_DATASETS), names, settings.FORMULA),
+    )
     if comm.is_main_process():
-        scored = [image for image in images if not image.error]  # unreadable images keep their NaN value
-        for image, value in zip(scored, scorers[0].ranking_values(references[scorers[0].name], scored)):
+        scored = [
+            image for image in images if not image.error
+        ]  # unreadable images keep their NaN value
+        for image, value in zip(
+            scored, scorers[0].ranking_values(references[scorers[0].name], scored)
+        ):
             image.ranking_value = float(value)
     return references, images

@@ -9,6 +9,7 @@ its batch) with the model in eval mode under ``torch.inference_mode``; activatio
 long as their batch. In a multi-process run the loader shards images by rank and the scored images
 are gathered on the main process.
 """
+
 import contextlib
 import logging
 import time
@@ -123,7 +124,8 @@ def readable_records(batch, on_unreadable: Optional[Callable], description: str)
         if is_unreadable(record):
             if on_unreadable is None:
                 raise ValueError(
-                    "%s: cannot read %s (%s)" % (description, record["file_name"], record[UNREADABLE_KEY])
+                    "%s: cannot read %s (%s)"
+                    % (description, record["file_name"], record[UNREADABLE_KEY])
                 )
             on_unreadable(record)
     return [record for record in batch if not is_unreadable(record)]
@@ -164,6 +166,7 @@ def check_unique_ids(images: Sequence[ScoredImage]) -> None:
     for image in images:
         if image.image_id in seen:
             raise ValueError(
-                "image id %r occurs twice in IMAGESCORE.UNLABELLED_DATASETS (%s)" % (image.image_id, image.file_name)
+                "image id %r occurs twice in IMAGESCORE.UNLABELLED_DATASETS (%s)"
+                % (image.image_id, image.file_name)
             )
         seen.add(image.image_id)

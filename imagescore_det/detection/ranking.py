@@ -9,6 +9,7 @@ and multiplies the two rank fractions (rank / number of boxes, ties sharing thei
 a box stays high only if both signals rank it high. Ranks make the two scales comparable without
 fitting anything, so the combination needs no labelled detections and no extra setting.
 """
+
 from typing import List, Sequence
 
 import numpy as np
@@ -16,7 +17,14 @@ from scipy.stats import rankdata
 
 from ..structures import ScoredImage
 
-__all__ = ["BOX_AGGREGATES", "BOX_RANKINGS", "aggregate", "image_values", "rank_product", "box_ranking_values"]
+__all__ = [
+    "BOX_AGGREGATES",
+    "BOX_RANKINGS",
+    "aggregate",
+    "image_values",
+    "rank_product",
+    "box_ranking_values",
+]
 
 #: How an image's box values become its value.
 BOX_AGGREGATES = ("min", "mean")
@@ -27,7 +35,9 @@ BOX_RANKINGS = ("score", "score_x_confidence")
 def aggregate(values: Sequence[float], how: str, *, empty: float) -> float:
     """``min`` or ``mean`` of ``values``; ``empty`` when there are none."""
     if how not in BOX_AGGREGATES:
-        raise ValueError("IMAGESCORE.BOX.AGGREGATE must be one of %s, got %r" % (BOX_AGGREGATES, how))
+        raise ValueError(
+            "IMAGESCORE.BOX.AGGREGATE must be one of %s, got %r" % (BOX_AGGREGATES, how)
+        )
     if len(values) == 0:
         return float(empty)
     return float(np.min(values)) if how == "min" else float(np.mean(values))
@@ -40,24 +50,34 @@ def rank_product(images: Sequence[ScoredImage]) -> List[np.ndarray]:
     """
     for image in images:
         if len(image.box_scores) != len(image.confidences):
-            raise ValueError("image %r has %d box scores for %d pseudo labels: score it in box mode"
-                             % (image.image_id, len(image.box_scores), len(image.confidences)))
+            raise ValueError(
+                "image %r has %d box scores for %d pseudo labels: score it in box mode"
+                % (image.image_id, len(image.box_scores), len(image.confidences))
+            )
     counts = [len(image.confidences) for image in images]
     total = sum(counts)
     if total == 0:
         return [np.empty(0) for _ in images]
-    box_scores = np.concatenate([np.asarray(image.box_scores, dtype=np.float64) for image in images])
-    confidences = np.concatenate([np.asarray(image.confidences, dtype=np.float64) for image in images])
+    box_scores = np.concatenate(
+        [np.asarray(image.box_scores, dtype=np.float64) for image in images]
+    )
+    confidences = np.concatenate(
+        [np.asarray(image.confidences, dtype=np.float64) for image in images]
+    )
     combined = rankdata(box_scores) / total * rankdata(confidences) / total
     return np.split(combined, np.cumsum(counts)[:-1])
 
 
 def image_values(per_image: Sequence[Sequence[float]], how: str, *, empty: float) -> np.ndarray:
     """One value per image: :func:`aggregate` of its box values."""
-    return np.asarray([aggregate(values, how, empty=empty) for values in per_image], dtype=np.float64)
+    return np.asarray(
+        [aggregate(values, how, empty=empty) for values in per_image], dtype=np.float64
+    )
 
 
-def box_ranking_values(images: Sequence[ScoredImage], ranking: str, how: str, *, empty_score: float) -> np.ndarray:
+def box_ranking_values(
+    images: Sequence[ScoredImage], ranking: str, how: str, *, empty_score: float
+) -> np.ndarray:
     """The values box mode ranks ``images`` by (higher is better).
 
     "score": the aggregate box score (``empty_score`` without pseudo boxes: pass one below any real

@@ -7,6 +7,7 @@ pseudo-label JSON, the per-image CSV and the score histogram, each atomically. T
 differ only in which images they keep; every kept image is pseudo-labelled the same way.
 Call it on the main process only.
 """
+
 import datetime
 import logging
 import os
@@ -26,7 +27,12 @@ from ..scoring import count_to_keep, rank_by_score, select_top_fraction  # noqa:
 from ..structures import ScoredImage  # noqa: E402
 
 __all__ = [
-    "STRATEGIES", "select_by_strategy", "selection_seed", "output_paths", "labelled_class_names", "labelled_category_ids",
+    "STRATEGIES",
+    "select_by_strategy",
+    "selection_seed",
+    "output_paths",
+    "labelled_class_names",
+    "labelled_category_ids",
     "write_selection",
 ]
 
@@ -36,7 +42,9 @@ logger = logging.getLogger(__name__)
 STRATEGIES = ("image_score", "confidence", "random", "all")
 
 
-def select_by_strategy(images: Sequence[ScoredImage], strategy: str, fraction: float, *, seed: int = 0) -> np.ndarray:
+def select_by_strategy(
+    images: Sequence[ScoredImage], strategy: str, fraction: float, *, seed: int = 0
+) -> np.ndarray:
     """Indices of the images a strategy keeps: ``count_to_keep(fraction, N)`` of them, best first.
 
     "image_score" ranks by the scoring mode's ``ranking_value`` (the image score in image mode, the
@@ -61,9 +69,14 @@ def select_by_strategy(images: Sequence[ScoredImage], strategy: str, fraction: f
 def selection_seed(cfg) -> int:
     """The seed of the "random" selection: cfg.SEED, which must then be fixed (>= 0) so that the draw is reproducible."""
     if cfg.IMAGESCORE.SELECTION not in STRATEGIES:
-        raise ValueError("IMAGESCORE.SELECTION is %r; choose one of %s" % (cfg.IMAGESCORE.SELECTION, STRATEGIES))
+        raise ValueError(
+            "IMAGESCORE.SELECTION is %r; choose one of %s" % (cfg.IMAGESCORE.SELECTION, STRATEGIES)
+        )
     if cfg.IMAGESCORE.SELECTION == "random" and cfg.SEED < 0:
-        raise ValueError("IMAGESCORE.SELECTION 'random' draws with cfg.SEED, which is %d: set SEED >= 0" % cfg.SEED)
+        raise ValueError(
+            "IMAGESCORE.SELECTION 'random' draws with cfg.SEED, which is %d: set SEED >= 0"
+            % cfg.SEED
+        )
     return max(cfg.SEED, 0)
 
 
@@ -91,14 +104,21 @@ def labelled_class_names(cfg) -> Sequence[str]:
 
 def labelled_category_ids(cfg) -> Sequence[int]:
     """The pseudo labels' category ids, in contiguous-id order: a COCO-format labelled set's own, else 1..K."""
-    mapping = MetadataCatalog.get(cfg.IMAGESCORE.LABELLED_DATASETS[0]).get("thing_dataset_id_to_contiguous_id")
+    mapping = MetadataCatalog.get(cfg.IMAGESCORE.LABELLED_DATASETS[0]).get(
+        "thing_dataset_id_to_contiguous_id"
+    )
     if not mapping:
         return list(range(1, len(labelled_class_names(cfg)) + 1))
     return [dataset_id for dataset_id, _ in sorted(mapping.items(), key=lambda item: item[1])]
 
 
 def write_selection(
-    cfg, reference, images: Sequence[ScoredImage], *, model_info: Mapping, output_dir: Optional[str] = None
+    cfg,
+    reference,
+    images: Sequence[ScoredImage],
+    *,
+    model_info: Mapping,
+    output_dir: Optional[str] = None,
 ) -> Dict[str, object]:
     """Keep ``images`` by IMAGESCORE.SELECTION and write the four files; return paths and counts.
 
@@ -110,11 +130,18 @@ def write_selection(
     unreadable = [image for image in images if image.error]
     images = [image for image in images if not image.error]
     if not images:
-        raise ValueError("IMAGESCORE.UNLABELLED_DATASETS %s holds no images to score" % (list(settings.UNLABELLED_DATASETS),))
+        raise ValueError(
+            "IMAGESCORE.UNLABELLED_DATASETS %s holds no images to score"
+            % (list(settings.UNLABELLED_DATASETS),)
+        )
     paths = output_paths(cfg, output_dir)
     seed = selection_seed(cfg)
-    selected_indices = select_by_strategy(images, settings.SELECTION, settings.SELECT_FRACTION, seed=seed)
-    order = rank_by_score([image.ranking_value for image in images], [image.image_id for image in images])
+    selected_indices = select_by_strategy(
+        images, settings.SELECTION, settings.SELECT_FRACTION, seed=seed
+    )
+    order = rank_by_score(
+        [image.ranking_value for image in images], [image.image_id for image in images]
+    )
     ranks = np.empty(len(images), dtype=np.int64)
     ranks[order] = np.arange(1, len(images) + 1)
     selected = np.zeros(len(images), dtype=bool)
@@ -128,12 +155,17 @@ def write_selection(
         "unlabelled_datasets": list(settings.UNLABELLED_DATASETS),
         "reference_file": os.path.abspath(paths["reference"]),
         "select_fraction": settings.SELECT_FRACTION,
-        "selection_rule": "every scored image" if settings.SELECTION == "all" else
-        "ceil(fraction x scored images) on the decimal fraction; ties by ascending image id",
+        "selection_rule": "every scored image"
+        if settings.SELECTION == "all"
+        else "ceil(fraction x scored images) on the decimal fraction; ties by ascending image id",
         "num_scored": len(images),
         "num_selected": int(selected.sum()),
         "score_mode": settings.SCORE_MODE,
-        "box": {"layers": list(settings.BOX.LAYERS), "aggregate": settings.BOX.AGGREGATE, "ranking": settings.BOX.RANKING},
+        "box": {
+            "layers": list(settings.BOX.LAYERS),
+            "aggregate": settings.BOX.AGGREGATE,
+            "ranking": settings.BOX.RANKING,
+        },
         "unreadable_images": [image.file_name for image in unreadable],
         "formula": settings.FORMULA,
         "grid": settings.GRID,
@@ -145,22 +177,36 @@ def write_selection(
         "date_created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     payload = build_pseudo_label_json(
-        [images[i] for i in selected_indices], labelled_class_names(cfg), keep_empty=settings.KEEP_EMPTY, info=info,
+        [images[i] for i in selected_indices],
+        labelled_class_names(cfg),
+        keep_empty=settings.KEEP_EMPTY,
+        info=info,
         category_ids=labelled_category_ids(cfg),
     )
     reference.save(paths["reference"])
     write_json(paths["pseudo_labels"], payload)
     write_csv(paths["scores"], *score_table(images, ranks, selected, unreadable=unreadable))
     plot_score_histogram(
-        [image.ranking_value for image in images], selected, paths["histogram"],
-        title="Image scores of %s (%d kept of %d)" % (", ".join(settings.UNLABELLED_DATASETS), selected.sum(), len(images)),
+        [image.ranking_value for image in images],
+        selected,
+        paths["histogram"],
+        title="Image scores of %s (%d kept of %d)"
+        % (", ".join(settings.UNLABELLED_DATASETS), selected.sum(), len(images)),
     )
     logger.info(
         "Kept %d of %d scored images (%s, top %g, ceil); %d of them have pseudo labels at confidence >= %g "
         "(%d boxes); wrote %s, %s, %s, %s",
-        selected.sum(), len(images), settings.SELECTION, settings.SELECT_FRACTION, payload["info"]["num_images"],
-        settings.PSEUDO_SCORE_THRESH, payload["info"]["num_annotations"],
-        paths["reference"], paths["pseudo_labels"], paths["scores"], paths["histogram"],
+        selected.sum(),
+        len(images),
+        settings.SELECTION,
+        settings.SELECT_FRACTION,
+        payload["info"]["num_images"],
+        settings.PSEUDO_SCORE_THRESH,
+        payload["info"]["num_annotations"],
+        paths["reference"],
+        paths["pseudo_labels"],
+        paths["scores"],
+        paths["histogram"],
     )
     return {
         "num_scored": len(images),

@@ -1,4 +1,5 @@
 """The one setup every tool runs, as Detectron2's ``default_setup`` is for its train_net."""
+
 from imagescore_det.utils.detectron2_import import require_detectron2
 
 require_detectron2()
@@ -28,7 +29,9 @@ def setup(args, *, training: bool = False):
         default_setup(cfg, args)
     else:
         setup_logger(name="detectron2", distributed_rank=rank)
-    setup_logger(output=cfg.OUTPUT_DIR if training else None, distributed_rank=rank, name="imagescore_det")
+    setup_logger(
+        output=cfg.OUTPUT_DIR if training else None, distributed_rank=rank, name="imagescore_det"
+    )
     register_config_datasets(cfg)
     prepare_synthetic_data(cfg)
     return cfg

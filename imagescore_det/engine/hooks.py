@@ -6,6 +6,7 @@ The hook only orchestrates; the work is in :mod:`imagescore_det.detection`. Its 
 the last swap happened and which file it wrote) travels in Detectron2's checkpoints, so a run
 resumed after the swap registers that file again and swaps its loader without scoring.
 """
+
 import json
 import logging
 from typing import Callable, Dict, Optional
@@ -58,7 +59,9 @@ class EvaluationLog(HookBase):
 
     def write_new(self) -> None:
         latest = self.trainer.storage.latest()
-        found = {name: value for name, value in latest.items() if name.split("/")[0] in EVALUATION_GROUPS}
+        found = {
+            name: value for name, value in latest.items() if name.split("/")[0] in EVALUATION_GROUPS
+        }
         if not found or not comm.is_main_process():
             return
         iteration = max(it for _, it in found.values())
@@ -66,7 +69,9 @@ class EvaluationLog(HookBase):
             return
         self.last_iteration = iteration
         record = {name: value for name, (value, it) in found.items() if it == iteration}
-        done = min(iteration + 1, self.trainer.max_iter)  # EvalHook evaluates after iteration `done - 1`
+        done = min(
+            iteration + 1, self.trainer.max_iter
+        )  # EvalHook evaluates after iteration `done - 1`
         with open(self.path, "a") as f:
             f.write(json.dumps({"iteration": done, **record}) + "\n")
 
@@ -109,11 +114,15 @@ class PseudoLabelSwapHook(HookBase):
         if self.swap_iter >= 0:
             logger.info(
                 "Resuming after the swap at iteration %d: reloading pseudo labels from %s without scoring again",
-                self.swap_iter, self.json_file,
+                self.swap_iter,
+                self.json_file,
             )
             self._swap_loader()
         elif done >= self.cfg.IMAGESCORE.SWAP_ITER:
-            logger.info("Starting at iteration %d, past IMAGESCORE.SWAP_ITER with no swap recorded: swapping now", done)
+            logger.info(
+                "Starting at iteration %d, past IMAGESCORE.SWAP_ITER with no swap recorded: swapping now",
+                done,
+            )
             self._score_and_swap(done)
 
     def after_step(self):
@@ -125,13 +134,23 @@ class PseudoLabelSwapHook(HookBase):
         if self._evaluate is not None:
             self.evaluations[done] = self._evaluate()
             flat = flatten_results_dict(self.evaluations[done] or {})
-            logger.info("Evaluation before the swap at iteration %d: %s", done, ", ".join("%s=%.2f" % kv for kv in flat.items()))
+            logger.info(
+                "Evaluation before the swap at iteration %d: %s",
+                done,
+                ", ".join("%s=%.2f" % kv for kv in flat.items()),
+            )
         description = "%s at iteration %d" % (self.cfg.MODEL.META_ARCHITECTURE, done)
         references, images = score_unlabelled(self.cfg, self.trainer.model, description=description)
         self.scoring_runs += 1
         if comm.is_main_process():
-            model_info = {"iteration": done, "output_dir": self.cfg.OUTPUT_DIR, "weights": self.cfg.MODEL.WEIGHTS}
-            write_selection(self.cfg, references[self.cfg.IMAGESCORE.SCORE_MODE], images, model_info=model_info)
+            model_info = {
+                "iteration": done,
+                "output_dir": self.cfg.OUTPUT_DIR,
+                "weights": self.cfg.MODEL.WEIGHTS,
+            }
+            write_selection(
+                self.cfg, references[self.cfg.IMAGESCORE.SCORE_MODE], images, model_info=model_info
+            )
         comm.synchronize()
         self.swap_iter = done
         self.json_file = output_paths(self.cfg)["pseudo_labels"]
@@ -147,15 +166,20 @@ class PseudoLabelSwapHook(HookBase):
         refuses empty datasets; training then reads the labelled set alone.
         """
         name = self.cfg.IMAGESCORE.PSEUDO_DATASET_NAME
-        count = register_pseudo_labels(name, self.json_file, labelled_class_names(self.cfg), labelled_category_ids(self.cfg))
+        count = register_pseudo_labels(
+            name, self.json_file, labelled_class_names(self.cfg), labelled_category_ids(self.cfg)
+        )
         if count == 0:
             logger.warning(
                 "%s holds no pseudo-labelled image (no detection reached IMAGESCORE.PSEUDO_SCORE_THRESH=%g)",
-                self.json_file, self.cfg.IMAGESCORE.PSEUDO_SCORE_THRESH,
+                self.json_file,
+                self.cfg.IMAGESCORE.PSEUDO_SCORE_THRESH,
             )
         trainer, settings = self.trainer, self.cfg.IMAGESCORE.PSEUDO_TRAINING
         if settings.ENABLED:
-            trainer.data_loader.attach_pseudo(trainer.build_pseudo_loader(self.cfg, name) if count else None)
+            trainer.data_loader.attach_pseudo(
+                trainer.build_pseudo_loader(self.cfg, name) if count else None
+            )
             how = "zipped, PSEUDO_RATIO %g" % settings.PSEUDO_RATIO
         else:
             train_cfg = self.cfg.clone()
@@ -165,7 +189,10 @@ class PseudoLabelSwapHook(HookBase):
             how = "appended to DATASETS.TRAIN"
         logger.info(
             "Swapped the training loader at iteration %d: it now reads %s (%d pseudo-labelled images, %s)",
-            self.swap_iter, " + ".join(list(self.cfg.DATASETS.TRAIN) + ([name] if count else [])), count, how,
+            self.swap_iter,
+            " + ".join(list(self.cfg.DATASETS.TRAIN) + ([name] if count else [])),
+            count,
+            how,
         )
 
     def state_dict(self):

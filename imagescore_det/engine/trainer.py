@@ -8,6 +8,8 @@ hook, placed before the checkpointer so that a checkpoint written at the swap it
 records the swap) and the train loader, a :class:`PseudoLabelTrainLoader` that the swap extends
 through ``trainer.data_loader`` (docs/method.md §2 item 8).
 """
+
+import logging
 import math
 import os
 from typing import Iterable, Iterator, List, Optional
@@ -17,14 +19,18 @@ from imagescore_det.utils.detectron2_import import require_detectron2
 require_detectron2()
 
 from detectron2.data import build_detection_train_loader  # noqa: E402
-from detectron2.engine import DefaultTrainer, hooks  # noqa: E402
+from detectron2.engine import DefaultTrainer, hooks
+from detectron2.evaluation.testing import flatten_results_dict  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 
 from ..data.pseudo_mapper import PseudoLabelDatasetMapper  # noqa: E402
-from ..evaluation.evaluators import build_evaluator  # noqa: E402
+from ..detection.selection import output_paths
+from ..evaluation.evaluators import ap50, ap50_text, build_evaluator  # noqa: E402
 from .hooks import EVALUATIONS_FILE, REGIMES, EvaluationLog, PseudoLabelSwapHook  # noqa: E402
 
 __all__ = ["ImageScoreTrainer", "PseudoLabelTrainLoader", "pseudo_ims_per_batch"]
+
+logger = logging.getLogger(__name__)
 
 
 def pseudo_ims_per_batch(cfg) -> int:
@@ -106,7 +112,9 @@ class ImageScoreTrainer(DefaultTrainer):
         pseudo_cfg.defrost()
         pseudo_cfg.DATASETS.TRAIN = (pseudo_dataset,)
         pseudo_cfg.SOLVER.IMS_PER_BATCH = count
-        return build_detection_train_loader(pseudo_cfg, mapper=PseudoLabelDatasetMapper(pseudo_cfg, True))
+        return build_detection_train_loader(
+            pseudo_cfg, mapper=PseudoLabelDatasetMapper(pseudo_cfg, True)
+        )
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -118,12 +126,44 @@ class ImageScoreTrainer(DefaultTrainer):
             raise ValueError("IMAGESCORE.REGIME is %r; choose one of %s" % (regime, REGIMES))
         hook_list = super().build_hooks()
         evaluation = next(i for i, hook in enumerate(hook_list) if isinstance(hook, hooks.EvalHook))
-        hook_list.insert(evaluation + 1, EvaluationLog(os.path.join(self.cfg.OUTPUT_DIR, EVALUATIONS_FILE)))
+        hook_list.insert(
+            evaluation + 1, EvaluationLog(os.path.join(self.cfg.OUTPUT_DIR, EVALUATIONS_FILE))
+        )
         self.swap_hook = None
         if regime == "swap":
-            evaluate = (lambda: self.test(self.cfg, self.model)) if len(self.cfg.DATASETS.TEST) else None
+            evaluate = (
+                (lambda: self.test(self.cfg, self.model)) if len(self.cfg.DATASETS.TEST) else None
+            )
             self.swap_hook = PseudoLabelSwapHook(self.cfg, evaluate=evaluate)
             later = (hooks.PeriodicCheckpointer, hooks.EvalHook, hooks.PeriodicWriter)
             position = next(i for i, hook in enumerate(hook_list) if isinstance(hook, later))
             hook_list.insert(position, self.swap_hook)
         return hook_list
+
+    def log_summary(self) -> None:
+        """Log AP50 before the first swap and at the end, and where the files went (main process)."""
+        cfg, hook = self.cfg, self.swap_hook
+        test_sets = ", ".join(cfg.DATASETS.TEST)
+        for done, results in list(hook.evaluations.items() if hook else [])[:1]:
+            flat = flatten_results_dict(results)
+            logger.info(
+                "AP50 on %s before the swap (iteration %d): %s",
+                test_sets,
+                done,
+                ap50_text(cfg.DATASETS.TEST[0], flat),
+            )
+        if ap50(self.storage.latest()) is not None:
+            latest = ap50_text(cfg.DATASETS.TEST[0], self.storage.latest())
+            logger.info(
+                "AP50 on %s at the end (iteration %d): %s", test_sets, self.max_iter, latest
+            )
+        if hook and hook.swap_iter >= 0:
+            files = output_paths(cfg)
+            logger.info(
+                "Pseudo labels: %s; scores: %s; histogram: %s; reference: %s",
+                files["pseudo_labels"],
+                files["scores"],
+                files["histogram"],
+                files["reference"],
+            )
+        logger.info("Checkpoints, metrics.json and the log are in %s", cfg.OUTPUT_DIR)

@@ -9,6 +9,7 @@ The two protocols give different numbers on the same model (VOC 2007's 11-point 
 101-point interpolation; VOC ignores "difficult" boxes, the COCO conversion counts them), so every
 log line names the protocol.
 """
+
 import logging
 import os
 
@@ -19,7 +20,15 @@ require_detectron2()
 from detectron2.data import MetadataCatalog  # noqa: E402
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators, PascalVOCDetectionEvaluator  # noqa: E402
 
-__all__ = ["COCO_STYLE_KEY", "COCOStyleEvaluator", "VOCAndCOCOStyleEvaluator", "build_evaluator", "protocol_of"]
+__all__ = [
+    "ap50",
+    "ap50_text",
+    "COCO_STYLE_KEY",
+    "COCOStyleEvaluator",
+    "VOCAndCOCOStyleEvaluator",
+    "build_evaluator",
+    "protocol_of",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +39,9 @@ COCO_STYLE_KEY = "bbox_coco"
 def protocol_of(dataset_name: str) -> str:
     """Which protocol ``bbox/AP50`` of this test set follows, for log lines."""
     kind = MetadataCatalog.get(dataset_name).get("evaluator_type")
-    return {"coco": "COCO protocol", "pascal_voc": "Pascal VOC protocol"}.get(kind, "evaluator_type %r" % kind)
+    return {"coco": "COCO protocol", "pascal_voc": "Pascal VOC protocol"}.get(
+        kind, "evaluator_type %r" % kind
+    )
 
 
 class COCOStyleEvaluator(COCOEvaluator):
@@ -44,7 +55,13 @@ class COCOStyleEvaluator(COCOEvaluator):
     def __init__(self, dataset_name: str, output_dir: str):
         metadata = MetadataCatalog.get(dataset_name)
         converted = not hasattr(metadata, "json_file")
-        super().__init__(dataset_name, tasks=("bbox",), output_dir=output_dir, use_fast_impl=False, allow_cached_coco=False)
+        super().__init__(
+            dataset_name,
+            tasks=("bbox",),
+            output_dir=output_dir,
+            use_fast_impl=False,
+            allow_cached_coco=False,
+        )
         if converted:
             del metadata.json_file
         self._dataset_name = dataset_name
@@ -56,7 +73,10 @@ class COCOStyleEvaluator(COCOEvaluator):
         box = results.pop("bbox")
         logger.info(
             "COCO-style evaluation of %s (pycocotools COCOeval, IoU 0.50:0.95, 101-point; reported as %s/*): AP=%.2f, AP50=%.2f",
-            self._dataset_name, COCO_STYLE_KEY, box["AP"], box["AP50"],
+            self._dataset_name,
+            COCO_STYLE_KEY,
+            box["AP"],
+            box["AP50"],
         )
         return {COCO_STYLE_KEY: box, **results}
 
@@ -65,7 +85,12 @@ class VOCAndCOCOStyleEvaluator(DatasetEvaluators):
     """Detectron2's VOC evaluator (results under ``bbox``) and :class:`COCOStyleEvaluator` beside it."""
 
     def __init__(self, dataset_name: str, output_dir: str):
-        super().__init__([PascalVOCDetectionEvaluator(dataset_name), COCOStyleEvaluator(dataset_name, output_dir)])
+        super().__init__(
+            [
+                PascalVOCDetectionEvaluator(dataset_name),
+                COCOStyleEvaluator(dataset_name, output_dir),
+            ]
+        )
         self._dataset_name = dataset_name
 
     def evaluate(self):
@@ -74,8 +99,11 @@ class VOCAndCOCOStyleEvaluator(DatasetEvaluators):
             year = MetadataCatalog.get(self._dataset_name).year
             logger.info(
                 "AP50 on %s: %.2f by the Pascal VOC protocol (%s metric; bbox/AP50), %.2f COCO-style by pycocotools (%s/AP50)",
-                self._dataset_name, results["bbox"]["AP50"], "11-point VOC2007" if year == 2007 else "area-under-curve VOC2012",
-                results[COCO_STYLE_KEY]["AP50"], COCO_STYLE_KEY,
+                self._dataset_name,
+                results["bbox"]["AP50"],
+                "11-point VOC2007" if year == 2007 else "area-under-curve VOC2012",
+                results[COCO_STYLE_KEY]["AP50"],
+                COCO_STYLE_KEY,
             )
         return results
 
@@ -91,4 +119,24 @@ def build_evaluator(cfg, dataset_name: str, output_folder: str = None):
     raise ValueError(
         "test dataset %r has evaluator_type %r: only COCO-format ('coco') and VOC-format ('pascal_voc') sets "
         "can be evaluated (an image folder has no annotations)" % (dataset_name, kind)
+    )
+
+
+def ap50(flat_results, key: str = "bbox"):
+    """``<key>/AP50`` from flattened evaluation results (the first test set's, if there are several), or None.
+
+    ``flat_results`` may be ``EventStorage.latest()``, whose values are (value, iteration).
+    """
+    value = next(
+        (value for name, value in flat_results.items() if name.endswith(key + "/AP50")), None
+    )
+    return value[0] if isinstance(value, tuple) else value
+
+
+def ap50_text(dataset_name: str, flat_results) -> str:
+    """'47.35 (Pascal VOC protocol; COCO-style by pycocotools: 44.10)': the protocol named beside each number."""
+    text = "%.2f (%s" % (ap50(flat_results), protocol_of(dataset_name))
+    coco_style = ap50(flat_results, COCO_STYLE_KEY)
+    return text + (
+        "; COCO-style by pycocotools: %.2f)" % coco_style if coco_style is not None else ")"
     )

@@ -8,6 +8,7 @@ rank product (min or mean), a seeded random draw, and "all". A second table asks
 by box: with which AUROC does each signal put correct pseudo boxes (same class, IoU >= 0.5) above
 wrong ones. :func:`mean_and_sd` summarises either table over several teachers.
 """
+
 import math
 from typing import Dict, List, Mapping, Sequence
 
@@ -21,11 +22,23 @@ from ..scoring import select_top_fraction
 from ..structures import ScoredImage
 from .pseudo_label_quality import match_pseudo_labels, selection_quality
 
-__all__ = ["BOX_STRATEGIES", "BOX_SIGNALS", "compare_modes", "box_auroc", "mean_and_sd", "markdown_table"]
+__all__ = [
+    "BOX_STRATEGIES",
+    "BOX_SIGNALS",
+    "compare_modes",
+    "box_auroc",
+    "mean_and_sd",
+    "markdown_table",
+]
 
 BOX_STRATEGIES = (
-    "image_score", "box_score_min", "box_score_mean", "confidence",
-    "score_x_confidence_min", "score_x_confidence_mean", "random",
+    "image_score",
+    "box_score_min",
+    "box_score_mean",
+    "confidence",
+    "score_x_confidence_min",
+    "score_x_confidence_mean",
+    "random",
 )
 #: Per-box signals, each higher = more trusted.
 BOX_SIGNALS = ("box_score", "confidence", "score_x_confidence")
@@ -35,7 +48,9 @@ def _strategy_values(images: Sequence[ScoredImage], strategy: str) -> np.ndarray
     if strategy == "image_score":
         return np.asarray([image.image_score for image in images], dtype=np.float64)
     signal, how = strategy.rsplit("_", 1)
-    per_image = [image.box_scores for image in images] if signal == "box_score" else rank_product(images)
+    per_image = (
+        [image.box_scores for image in images] if signal == "box_score" else rank_product(images)
+    )
     return image_values(per_image, how, empty=-math.inf)  # no pseudo box: last
 
 
@@ -43,8 +58,13 @@ def compare_modes(
     images: Sequence[ScoredImage], truth: GroundTruth, fraction: float, *, seed: int = 0
 ) -> List[Dict[str, object]]:
     """One row per :data:`BOX_STRATEGIES` entry, then "all", over images scored in both modes."""
-    if any(len(image.box_scores) != len(image.boxes) or math.isnan(image.image_score) for image in images):
-        raise ValueError("compare_modes needs images scored in both modes: score_unlabelled(..., modes=('image', 'box'))")
+    if any(
+        len(image.box_scores) != len(image.boxes) or math.isnan(image.image_score)
+        for image in images
+    ):
+        raise ValueError(
+            "compare_modes needs images scored in both modes: score_unlabelled(..., modes=('image', 'box'))"
+        )
     ids = [image.image_id for image in images]
     rows = []
     for strategy in BOX_STRATEGIES:
@@ -59,7 +79,10 @@ def compare_modes(
 
 def box_auroc(images: Sequence[ScoredImage], truth: GroundTruth) -> List[Dict[str, object]]:
     """Per signal, the AUROC with which it ranks correct pseudo boxes above wrong ones (NaN if all agree)."""
-    matches = [match_pseudo_labels(image.boxes, image.classes, image.confidences, *truth[image.image_id]) for image in images]
+    matches = [
+        match_pseudo_labels(image.boxes, image.classes, image.confidences, *truth[image.image_id])
+        for image in images
+    ]
     correct = np.concatenate(matches or [np.empty(0, bool)])
     values = {
         "box_score": [s for image in images for s in image.box_scores],
@@ -77,7 +100,9 @@ def box_auroc(images: Sequence[ScoredImage], truth: GroundTruth) -> List[Dict[st
     ]
 
 
-def mean_and_sd(tables: Sequence[Sequence[Mapping[str, object]]], key: str) -> List[Dict[str, object]]:
+def mean_and_sd(
+    tables: Sequence[Sequence[Mapping[str, object]]], key: str
+) -> List[Dict[str, object]]:
     """Rows of ``tables`` (one table per teacher) matched by ``key``: mean and sample sd of each numeric column.
 
     NaN entries (an undefined ratio in one teacher) are left out of that cell; ``n`` counts teachers.
@@ -104,5 +129,11 @@ def markdown_table(rows: Sequence[Mapping[str, object]]) -> str:
     columns = list(rows[0])
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        lines.append("| " + " | ".join("%.3f" % row[c] if isinstance(row[c], float) else str(row[c]) for c in columns) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                "%.3f" % row[c] if isinstance(row[c], float) else str(row[c]) for c in columns
+            )
+            + " |"
+        )
     return "\n".join(lines)

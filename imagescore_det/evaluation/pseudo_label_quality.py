@@ -7,6 +7,7 @@ pseudo labels are matched to ground-truth boxes (same class, IoU >= 0.5, greedy 
 in the VOC evaluation) and summarised as precision, recall and the share of images whose pseudo
 labels are all correct. No second training run is needed.
 """
+
 from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
 
 import numpy as np
@@ -70,7 +71,9 @@ def label_quality(labelled: Iterable[LabelledImage], truth: GroundTruth) -> Dict
     images = hits = labels = objects = labelled_images = all_correct = 0
     for image_id, boxes, classes, confidences in labelled:
         if image_id not in truth:
-            raise ValueError("image %r has no ground truth to compare its pseudo labels with" % (image_id,))
+            raise ValueError(
+                "image %r has no ground truth to compare its pseudo labels with" % (image_id,)
+            )
         truth_boxes, truth_classes = truth[image_id]
         correct = match_pseudo_labels(boxes, classes, confidences, truth_boxes, truth_classes)
         images += 1
@@ -91,10 +94,14 @@ def label_quality(labelled: Iterable[LabelledImage], truth: GroundTruth) -> Dict
     }
 
 
-def selection_quality(images: Sequence[ScoredImage], truth: GroundTruth, indices: Sequence[int]) -> Dict[str, float]:
+def selection_quality(
+    images: Sequence[ScoredImage], truth: GroundTruth, indices: Sequence[int]
+) -> Dict[str, float]:
     """:func:`label_quality` of the images a selection keeps (``indices`` into ``images``)."""
     kept = (images[index] for index in indices)
-    return label_quality(((image.image_id, image.boxes, image.classes, image.confidences) for image in kept), truth)
+    return label_quality(
+        ((image.image_id, image.boxes, image.classes, image.confidences) for image in kept), truth
+    )
 
 
 def pseudo_label_file_quality(payload: Mapping, truth: GroundTruth) -> Dict[str, float]:

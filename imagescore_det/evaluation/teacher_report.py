@@ -2,6 +2,7 @@
 exactly as the swap does, write the swap's files, and, where the unlabelled set has ground truth,
 compare the selections of both modes (:mod:`.mode_comparison`) and write their tables.
 """
+
 import csv
 import os
 from typing import Dict, List, Mapping, Sequence
@@ -25,7 +26,10 @@ __all__ = ["score_teacher", "summarize_teachers", "write_table"]
 
 def write_table(rows: Sequence[Mapping], output_dir: str, name: str = "selection_quality"):
     """``rows`` as ``name``.csv and ``name``.md in ``output_dir``; returns both paths."""
-    csv_path, md_path = os.path.join(output_dir, name + ".csv"), os.path.join(output_dir, name + ".md")
+    csv_path, md_path = (
+        os.path.join(output_dir, name + ".csv"),
+        os.path.join(output_dir, name + ".md"),
+    )
     with atomic_write(csv_path, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -46,22 +50,42 @@ def score_teacher(cfg, weights: str, output_dir: str, *, seed: int = 0):
     truth = ground_truth_of(cfg.IMAGESCORE.UNLABELLED_DATASETS)
     compared = has_boxes(truth)
     references, images = score_unlabelled(
-        cfg, model, description="%s from %s" % (cfg.MODEL.META_ARCHITECTURE, weights), modes=tuple(MODES) if compared else ()
+        cfg,
+        model,
+        description="%s from %s" % (cfg.MODEL.META_ARCHITECTURE, weights),
+        modes=tuple(MODES) if compared else (),
     )
     result = None
     if comm.is_main_process():
         written = write_selection(
-            cfg, references[cfg.IMAGESCORE.SCORE_MODE], images, model_info={"weights": os.path.abspath(weights)}, output_dir=output_dir
+            cfg,
+            references[cfg.IMAGESCORE.SCORE_MODE],
+            images,
+            model_info={"weights": os.path.abspath(weights)},
+            output_dir=output_dir,
         )
         result = {"written": written, "table": None, "box_auroc": None}
         print(
             "Kept %d of %d scored images (ceil(%g x %d)); %d of them have pseudo labels"
-            % (written["num_selected"], written["num_scored"], cfg.IMAGESCORE.SELECT_FRACTION, written["num_scored"], written["num_pseudo_labelled_images"])
+            % (
+                written["num_selected"],
+                written["num_scored"],
+                cfg.IMAGESCORE.SELECT_FRACTION,
+                written["num_scored"],
+                written["num_pseudo_labelled_images"],
+            )
         )
         if written["num_unreadable"]:
-            print("Skipped %d unreadable image(s), listed in the CSV as not scored" % written["num_unreadable"])
+            print(
+                "Skipped %d unreadable image(s), listed in the CSV as not scored"
+                % written["num_unreadable"]
+            )
         if compared:
-            result.update(compare(cfg, [image for image in images if not image.error], truth, output_dir, seed))
+            result.update(
+                compare(
+                    cfg, [image for image in images if not image.error], truth, output_dir, seed
+                )
+            )
         else:
             print(
                 "The unlabelled set has no ground-truth boxes: precision and recall of the pseudo labels need ground "
@@ -96,7 +120,10 @@ def compare(cfg, images, truth, output_dir: str, seed: int) -> Dict[str, List[Di
 def summarize_teachers(results: Sequence[Mapping], output_dir: str) -> Dict[str, List[Dict]]:
     """Mean and sd over the teachers of every table they have; written beside the teachers' folders."""
     summary = {}
-    for table, key, name in (("table", "strategy", "selection_quality"), ("box_auroc", "signal", "box_auroc")):
+    for table, key, name in (
+        ("table", "strategy", "selection_quality"),
+        ("box_auroc", "signal", "box_auroc"),
+    ):
         tables = [result[table] for result in results if result[table] is not None]
         if tables:
             summary[table] = mean_and_sd(tables, key)

@@ -12,7 +12,12 @@ from imagescore_det.utils.detectron2_import import require_detectron2
 require_detectron2()
 
 from .meta_arch import ImageScoreRCNN
-from .pseudo_heads import ImageScoreRes5ROIHeads, ImageScoreRPN, ImageScoreStandardROIHeads, PseudoTargets
+from .pseudo_heads import (
+    ImageScoreRes5ROIHeads,
+    ImageScoreRPN,
+    ImageScoreStandardROIHeads,
+    PseudoTargets,
+)
 from .recording import RecordingBackbone, build_imagescore_backbone, default_recorded_layers
 from .vgg import VGG16_STAGES, VGG16Backbone, build_vgg16_backbone, vgg16_conv_names
 from .weights import convert_vgg16_file, convert_vgg16_state_dict, vgg16_key_map

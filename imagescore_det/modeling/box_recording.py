@@ -47,9 +47,15 @@ def default_box_layers(roi_heads: torch.nn.Module) -> List[str]:
     """
     if isinstance(roi_heads, Res5ROIHeads):
         return box_feature_modules(roi_heads)
-    if isinstance(roi_heads, StandardROIHeads) and isinstance(roi_heads.box_head, FastRCNNConvFCHead):
+    if isinstance(roi_heads, StandardROIHeads) and isinstance(
+        roi_heads.box_head, FastRCNNConvFCHead
+    ):
         head = roi_heads.box_head
-        activations = ["box_head." + name for name, _ in head.named_children() if name.startswith(("conv", "fc_relu"))]
+        activations = [
+            "box_head." + name
+            for name, _ in head.named_children()
+            if name.startswith(("conv", "fc_relu"))
+        ]
         return ["box_pooler"] + activations
     raise ValueError(
         "no default box-head layers for %s with a %s box head: set IMAGESCORE.BOX.LAYERS to module names "
@@ -65,7 +71,10 @@ def to_input_boxes(boxes, record: Dict, input_size: Sequence[int]) -> torch.Tens
     ``input width / width``, y by ``input height / height`` (``record`` holds the original size).
     """
     boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
-    scale_y, scale_x = input_size[0] / float(record["height"]), input_size[1] / float(record["width"])
+    scale_y, scale_x = (
+        input_size[0] / float(record["height"]),
+        input_size[1] / float(record["width"]),
+    )
     return boxes * boxes.new_tensor([scale_x, scale_y, scale_x, scale_y])
 
 
@@ -80,8 +89,12 @@ class BoxRecorder:
 
     def __init__(self, model: torch.nn.Module, layers: Sequence[str] = ()):
         self.roi_heads = model.roi_heads
-        if getattr(self.roi_heads, "mask_on", False) or getattr(self.roi_heads, "keypoint_on", False):
-            raise ValueError("box mode records box heads only: MODEL.MASK_ON and MODEL.KEYPOINT_ON must be off")
+        if getattr(self.roi_heads, "mask_on", False) or getattr(
+            self.roi_heads, "keypoint_on", False
+        ):
+            raise ValueError(
+                "box mode records box heads only: MODEL.MASK_ON and MODEL.KEYPOINT_ON must be off"
+            )
         self.layers = list(layers) or default_box_layers(self.roi_heads)
         path = box_feature_modules(self.roi_heads)
         outside = [name for name in self.layers if name.split(".")[0] not in path]
@@ -91,7 +104,9 @@ class BoxRecorder:
                 % (outside, ", ".join(path))
             )
         try:
-            self._recorder = ActivationRecorder(self.roi_heads, self.layers, grid=0)  # all ROIs share one size
+            self._recorder = ActivationRecorder(
+                self.roi_heads, self.layers, grid=0
+            )  # all ROIs share one size
         except ValueError as error:
             raise ValueError("IMAGESCORE.BOX.LAYERS: %s" % error) from error
         self._captured: Optional[tuple] = None
@@ -113,7 +128,9 @@ class BoxRecorder:
 
     def _captured_batch(self):
         if self._captured is None:
-            raise RuntimeError("no forward pass was captured: run model(inputs) inside BoxRecorder.recording()")
+            raise RuntimeError(
+                "no forward pass was captured: run model(inputs) inside BoxRecorder.recording()"
+            )
         return self._captured
 
     @property
@@ -125,18 +142,30 @@ class BoxRecorder:
         """``{layer: [sum of boxes, ...]}`` for the boxes of each image (input-image XYXY), in order; None if no box."""
         images, features = self._captured_batch()
         if len(boxes) != len(images):
-            raise ValueError("got boxes for %d images, but the captured batch holds %d" % (len(boxes), len(images)))
+            raise ValueError(
+                "got boxes for %d images, but the captured batch holds %d"
+                % (len(boxes), len(images))
+            )
         total = sum(len(b) for b in boxes)
         if total == 0:
             return None
         feature = next(iter(features.values()))
         boxes = [Boxes(b.to(device=feature.device, dtype=feature.dtype)) for b in boxes]
-        pooler, head = (getattr(self.roi_heads, name) for name in box_feature_modules(self.roi_heads))
-        in_features = self.roi_heads.in_features if isinstance(self.roi_heads, Res5ROIHeads) else self.roi_heads.box_in_features
+        pooler, head = (
+            getattr(self.roi_heads, name) for name in box_feature_modules(self.roi_heads)
+        )
+        in_features = (
+            self.roi_heads.in_features
+            if isinstance(self.roi_heads, Res5ROIHeads)
+            else self.roi_heads.box_in_features
+        )
         with self._recorder:
             head(pooler([features[name] for name in in_features], boxes))
         acts = self._recorder.pop()
         rows = len(next(iter(acts.values())))
         if rows != total:
-            raise ValueError("the box head recorded %d rows for %d boxes: do IMAGESCORE.BOX.LAYERS run once per box?" % (rows, total))
+            raise ValueError(
+                "the box head recorded %d rows for %d boxes: do IMAGESCORE.BOX.LAYERS run once per box?"
+                % (rows, total)
+            )
         return acts

@@ -8,6 +8,7 @@ forward with the heads in pseudo mode (:mod:`.pseudo_heads`); their losses are l
 ``labelled losses + LAMBDA_U * (CLS_WEIGHT * cls/objectness + REG_WEIGHT * box regression)``.
 Inference is GeneralizedRCNN's.
 """
+
 import contextlib
 from typing import Dict, List
 
@@ -92,7 +93,7 @@ class ImageScoreRCNN(GeneralizedRCNN):
             pseudo_losses = super().forward(pseudo)
         for name, value in pseudo_losses.items():
             weight = self.reg_weight if is_regression_loss(name) else self.cls_weight
-            losses["loss_pseudo_" + name[len("loss_"):]] = value * (self.lambda_u * weight)
+            losses["loss_pseudo_" + name[len("loss_") :]] = value * (self.lambda_u * weight)
         return losses
 
     @contextlib.contextmanager
@@ -107,7 +108,10 @@ class ImageScoreRCNN(GeneralizedRCNN):
             for x in pseudo
         ]
         with contextlib.ExitStack() as stack:
-            for key, head in (("PROPOSAL_GENERATOR", self.proposal_generator), ("ROI_HEADS", self.roi_heads)):
+            for key, head in (
+                ("PROPOSAL_GENERATOR", self.proposal_generator),
+                ("ROI_HEADS", self.roi_heads),
+            ):
                 if not isinstance(head, PseudoLabelMixin):
                     raise ValueError(
                         "pseudo-labelled images need heads with a pseudo mode, but MODEL.%s.NAME builds %s: "

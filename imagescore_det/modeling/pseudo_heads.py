@@ -6,6 +6,7 @@ that Detectron2's matcher labels background (0) become ignore (-1), which Detect
 skip: all of them (``ignore_unmatched``) or those overlapping an ignore box. Only the label step is
 overridden; outside pseudo mode the heads are Detectron2's RPN, StandardROIHeads and Res5ROIHeads.
 """
+
 import contextlib
 import dataclasses
 from typing import Iterator, List, Optional
@@ -21,7 +22,13 @@ from detectron2.modeling.proposal_generator import RPN  # noqa: E402
 from detectron2.modeling.roi_heads import Res5ROIHeads, StandardROIHeads  # noqa: E402
 from detectron2.structures import Boxes, pairwise_iou  # noqa: E402
 
-__all__ = ["PseudoTargets", "PseudoLabelMixin", "ImageScoreRPN", "ImageScoreStandardROIHeads", "ImageScoreRes5ROIHeads"]
+__all__ = [
+    "PseudoTargets",
+    "PseudoLabelMixin",
+    "ImageScoreRPN",
+    "ImageScoreStandardROIHeads",
+    "ImageScoreRes5ROIHeads",
+]
 
 
 @dataclasses.dataclass
@@ -110,7 +117,9 @@ class PseudoROIHeadsMixin(PseudoLabelMixin):
         masks = []
         for proposals_i, targets_i, pseudo_i in zip(proposals, targets, self._pseudo_targets):
             mask = pseudo_i.ignored(proposals_i.proposal_boxes)
-            if self.proposal_append_gt:  # the parent appends the gt boxes after the proposals: never ignored
+            if (
+                self.proposal_append_gt
+            ):  # the parent appends the gt boxes after the proposals: never ignored
                 mask = torch.cat([mask, mask.new_zeros(len(targets_i))])
             masks.append(mask)
         with self._masks_for_sampling(masks):
@@ -120,7 +129,9 @@ class PseudoROIHeadsMixin(PseudoLabelMixin):
         mask = self._next_mask()  # called once per image, in image order
         if mask is None:
             return super()._sample_proposals(matched_idxs, matched_labels, gt_classes)
-        matched_labels = torch.where((matched_labels == 0) & mask, torch.full_like(matched_labels, -1), matched_labels)
+        matched_labels = torch.where(
+            (matched_labels == 0) & mask, torch.full_like(matched_labels, -1), matched_labels
+        )
         if gt_classes.numel() == 0:
             # The parent labels every proposal of an image without boxes background, ignoring the
             # matcher; one stand-in gt of the background class (matched_idxs are all 0 here) makes

@@ -35,7 +35,9 @@ def default_recorded_layers(backbone: Backbone) -> List[str]:
         return list(backbone.conv_names)
     if isinstance(backbone, ResNet):
         blocks = [
-            "%s.%d" % (name, i) for name, stage in zip(backbone.stage_names, backbone.stages) for i in range(len(stage))
+            "%s.%d" % (name, i)
+            for name, stage in zip(backbone.stage_names, backbone.stages)
+            for i in range(len(stage))
         ]
         return ["stem"] + blocks
     if isinstance(backbone, FPN):
@@ -89,7 +91,9 @@ def build_imagescore_backbone(cfg, input_shape: ShapeSpec) -> RecordingBackbone:
     """Build ``cfg.IMAGESCORE.WRAPPED_BACKBONE`` and wrap it to record ``IMAGESCORE.LAYERS`` (or its defaults)."""
     name = cfg.IMAGESCORE.WRAPPED_BACKBONE
     if name == build_imagescore_backbone.__name__ or name not in BACKBONE_REGISTRY:
-        registered = sorted(n for n, _ in BACKBONE_REGISTRY if n != build_imagescore_backbone.__name__)
+        registered = sorted(
+            n for n, _ in BACKBONE_REGISTRY if n != build_imagescore_backbone.__name__
+        )
         raise ValueError(
             "IMAGESCORE.WRAPPED_BACKBONE=%r must name another registered backbone builder: %s"
             % (name, ", ".join(registered))

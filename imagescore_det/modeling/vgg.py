@@ -27,7 +27,11 @@ VGG16_STAGES: Tuple[Tuple[int, int], ...] = ((64, 2), (128, 2), (256, 3), (512, 
 
 def vgg16_conv_names() -> List[str]:
     """``["conv1_1", "conv1_2", "conv2_1", ..., "conv5_3"]``: the 13 layer names, in forward order."""
-    return ["conv%d_%d" % (stage, i) for stage, (_, n) in enumerate(VGG16_STAGES, start=1) for i in range(1, n + 1)]
+    return [
+        "conv%d_%d" % (stage, i)
+        for stage, (_, n) in enumerate(VGG16_STAGES, start=1)
+        for i in range(1, n + 1)
+    ]
 
 
 class VGG16Backbone(Backbone):
@@ -43,10 +47,19 @@ class VGG16Backbone(Backbone):
     """
 
     def __init__(
-        self, in_channels: int = 3, *, width_divisor: int = 1, out_feature: str = "vgg_conv5", freeze_at: int = 0
+        self,
+        in_channels: int = 3,
+        *,
+        width_divisor: int = 1,
+        out_feature: str = "vgg_conv5",
+        freeze_at: int = 0,
     ):
         super().__init__()
-        if int(width_divisor) != width_divisor or width_divisor < 1 or VGG16_STAGES[0][0] % width_divisor:
+        if (
+            int(width_divisor) != width_divisor
+            or width_divisor < 1
+            or VGG16_STAGES[0][0] % width_divisor
+        ):
             raise ValueError(
                 "width_divisor (IMAGESCORE.VGG.WIDTH_DIVISOR) must be a positive integer dividing 64, got %r"
                 % (width_divisor,)
@@ -55,8 +68,12 @@ class VGG16Backbone(Backbone):
         self.stage_sizes = tuple(n for _, n in VGG16_STAGES)
         channels = in_channels
         for name, width in zip(self.conv_names, (w for w, n in VGG16_STAGES for _ in range(n))):
-            conv = Conv2d(channels, width // int(width_divisor), kernel_size=3, padding=1, activation=F.relu)
-            weight_init.c2_msra_fill(conv)  # torchvision's VGG init: Kaiming normal (fan_out), zero bias
+            conv = Conv2d(
+                channels, width // int(width_divisor), kernel_size=3, padding=1, activation=F.relu
+            )
+            weight_init.c2_msra_fill(
+                conv
+            )  # torchvision's VGG init: Kaiming normal (fan_out), zero bias
             self.add_module(name, conv)
             channels = conv.out_channels
         self._out_features = [out_feature]

@@ -64,7 +64,9 @@ def convert_vgg16_state_dict(
     for tv_key, (d2_key, shape) in key_map.items():
         tensor = state_dict[tv_key]
         if tuple(tensor.shape) != shape:
-            raise ValueError("%s: %s has shape %s, VGG16 needs %s" % (source, tv_key, tuple(tensor.shape), shape))
+            raise ValueError(
+                "%s: %s has shape %s, VGG16 needs %s" % (source, tv_key, tuple(tensor.shape), shape)
+            )
         converted[d2_key] = tensor.detach().cpu().numpy()
     return converted
 
@@ -76,7 +78,8 @@ def convert_vgg16_file(src: str, dst: str) -> List[str]:
     """
     if not dst.endswith(".pkl"):
         raise ValueError(
-            "%s: the output must end in .pkl, which DetectionCheckpointer reads as a converted model" % dst
+            "%s: the output must end in .pkl, which DetectionCheckpointer reads as a converted model"
+            % dst
         )
     state_dict = torch.load(src, map_location="cpu", weights_only=True)
     if not isinstance(state_dict, Mapping):

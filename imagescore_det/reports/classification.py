@@ -3,12 +3,15 @@
 Presentation only: the numbers come from :mod:`imagescore_det.classification.summary`; this module
 writes them as Markdown, CSV and PNG (matplotlib's Agg canvas), every file atomically.
 """
+
 import csv
 import os
 from typing import List, Sequence
 
 import numpy as np
-from matplotlib.figure import Figure  # drawn with the Agg canvas; pyplot's global state is never touched
+from matplotlib.figure import (
+    Figure,  # drawn with the Agg canvas; pyplot's global state is never touched
+)
 
 from ..classification.summary import (
     SELECTION_VARIANTS,
@@ -36,7 +39,9 @@ def plot_score_intervals(rows: List[dict], path: str) -> None:
             centres = np.array([(r["low"] + r["high"]) / 2 for r in mine])
             width = mine[0]["high"] - mine[0]["low"]
             axes[0, column].plot(centres, [r["accuracy"] for r in mine], marker="o", label=part)
-            axes[1, column].bar(centres + offset * width, [r["images"] for r in mine], width=0.4 * width, label=part)
+            axes[1, column].bar(
+                centres + offset * width, [r["images"] for r in mine], width=0.4 * width, label=part
+            )
         axes[0, column].set(title=mode, ylabel="accuracy", ylim=(0, 1.02))
         axes[1, column].set(xlabel="image score (interval centre)", ylabel="images", yscale="log")
         axes[0, column].legend(loc="lower right")
@@ -47,7 +52,9 @@ def plot_score_intervals(rows: List[dict], path: str) -> None:
 
 def _format(value) -> str:
     if isinstance(value, (float, np.floating)):
-        return "n/a" if np.isnan(value) else ("%.1f" % value if abs(value) >= 10 else "%.4f" % value)
+        return (
+            "n/a" if np.isnan(value) else ("%.1f" % value if abs(value) >= 10 else "%.4f" % value)
+        )
     return str(value)
 
 
@@ -56,20 +63,27 @@ def _write_csv(rows: List[dict], path: str) -> None:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: repr(float(v)) if isinstance(v, (float, np.floating)) else v for k, v in row.items()})
+            writer.writerow(
+                {
+                    k: repr(float(v)) if isinstance(v, (float, np.floating)) else v
+                    for k, v in row.items()
+                }
+            )
 
 
 def _markdown(rows: List[dict]) -> str:
     header = list(rows[0])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(_format(row[k]) for k in header) + " |" for row in rows])
+    return "\n".join(
+        lines + ["| " + " | ".join(_format(row[k]) for k in header) + " |" for row in rows]
+    )
 
 
 NOTES = {
-    "per_class": "Test accuracy, mean over seeds; `p(x)` = one-sided bootstrap p-value of \"x beats baseline\" "
+    "per_class": 'Test accuracy, mean over seeds; `p(x)` = one-sided bootstrap p-value of "x beats baseline" '
     "(%d resamples of seeds and test images, crossed); the `mean` row is the mean per-class accuracy.",
     "vs_softmax": "Image-score selection against softmax selection directly: `p(imagescore)` = one-sided bootstrap "
-    "p-value of \"image score beats softmax\" (same resampling as above).",
+    'p-value of "image score beats softmax" (same resampling as above).',
     "assembly": "Model k is boosted for class k (image-score selection for class k only); an image claimed by several "
     "models takes the label of the highest image score, an unclaimed one the baseline model's label.",
     "seeds": "Share of all test images classified correctly; sd = standard deviation over seeds.",
@@ -86,7 +100,9 @@ FIGURE = (
 )
 
 
-def write_classification_report(output_dir: str, report_dir: str, class_names: Sequence[str], cfg) -> List[str]:
+def write_classification_report(
+    output_dir: str, report_dir: str, class_names: Sequence[str], cfg
+) -> List[str]:
     """Write every table (Markdown + CSV) and figure the runs allow into ``report_dir``; returns the paths."""
     runs = load_runs(output_dir)
     options = dict(resamples=cfg.SIGNIFICANCE.RESAMPLES, seed=cfg.SIGNIFICANCE.SEED)
@@ -94,28 +110,58 @@ def write_classification_report(output_dir: str, report_dir: str, class_names: S
     treatments = [v for v in ("imagescore", "softmax") if v in runs]
     tables = {}
     if "baseline" in runs and treatments:
-        tables["per_class"] = ("Per-class test accuracy", comparison_table(runs, "baseline", treatments, class_names, **options))
+        tables["per_class"] = (
+            "Per-class test accuracy",
+            comparison_table(runs, "baseline", treatments, class_names, **options),
+        )
     if len(treatments) == 2:
-        tables["vs_softmax"] = ("Image score vs softmax", comparison_table(runs, "softmax", ["imagescore"], class_names, **options))
+        tables["vs_softmax"] = (
+            "Image score vs softmax",
+            comparison_table(runs, "softmax", ["imagescore"], class_names, **options),
+        )
     if present:
-        tables["seeds"] = ("Test accuracy per seed", seed_table(runs, present + (["assemble"] if "assemble" in runs else [])))
+        tables["seeds"] = (
+            "Test accuracy per seed",
+            seed_table(runs, present + (["assemble"] if "assemble" in runs else [])),
+        )
     if "assemble" in runs:
-        tables["assembly"] = ("Model assembly", comparison_table(runs, "baseline", ["assemble"], class_names, **options))
+        tables["assembly"] = (
+            "Model assembly",
+            comparison_table(runs, "baseline", ["assemble"], class_names, **options),
+        )
     if present:
-        tables["auroc"] = ("AUROC: right vs wrong test predictions", auroc_summary(auroc_table(runs, present)))
+        tables["auroc"] = (
+            "AUROC: right vs wrong test predictions",
+            auroc_summary(auroc_table(runs, present)),
+        )
     if [v for v in present if v != "baseline"]:
-        tables["selection"] = ("Additional images", selection_table(runs, [v for v in present if v != "baseline"]))
+        tables["selection"] = (
+            "Additional images",
+            selection_table(runs, [v for v in present if v != "baseline"]),
+        )
     seeds = sorted(set().union(*(set(r) for r in runs.values())))
-    sections = ["# %s, %s: classification report\n\nSeeds %s; formula %r; alphas %s." % (
-        cfg.DATA.NAME, cfg.MODEL.NAME, seeds, cfg.IMAGESCORE.FORMULA, list(cfg.IMAGESCORE.ALPHAS))]
+    sections = [
+        "# %s, %s: classification report\n\nSeeds %s; formula %r; alphas %s."
+        % (
+            cfg.DATA.NAME,
+            cfg.MODEL.NAME,
+            seeds,
+            cfg.IMAGESCORE.FORMULA,
+            list(cfg.IMAGESCORE.ALPHAS),
+        )
+    ]
     notes = dict(NOTES, per_class=NOTES["per_class"] % options["resamples"])
     if "assemble" in runs:
         claims = np.concatenate([r["claims"] for r in runs["assemble"].values()])
         shares = tuple(100 * np.mean(m) for m in (claims == 0, claims == 1, claims > 1))
-        notes["assembly"] += " Test images claimed by no model: %.1f%%, by one: %.1f%%, by several: %.1f%%." % shares
+        notes["assembly"] += (
+            " Test images claimed by no model: %.1f%%, by one: %.1f%%, by several: %.1f%%." % shares
+        )
     written = []
     for name, (title, rows) in tables.items():
-        sections.append("## %s\n\n%s\n\n%s\n\nCSV: `%s.csv`" % (title, notes[name], _markdown(rows), name))
+        sections.append(
+            "## %s\n\n%s\n\n%s\n\nCSV: `%s.csv`" % (title, notes[name], _markdown(rows), name)
+        )
         written.append(os.path.join(report_dir, name + ".csv"))
         _write_csv(rows, written[-1])
     if present:

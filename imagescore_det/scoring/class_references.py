@@ -5,6 +5,7 @@ of per-class :class:`~.reference.ReferenceBuilder` (as the classification mode b
 saves them in one file that records the score mode and the class names, so that a file built for
 other classes or another mode refuses to load where it does not belong.
 """
+
 import math
 from typing import Mapping, Optional, Sequence
 
@@ -27,23 +28,36 @@ class ClassReferences:
     :attr:`lowest_score`, below anything a class with a reference can give, so they rank last.
     """
 
-    def __init__(self, references: Mapping[int, Reference], class_names: Sequence[str], *, mode: str):
+    def __init__(
+        self, references: Mapping[int, Reference], class_names: Sequence[str], *, mode: str
+    ):
         self.references = {int(c): ref for c, ref in sorted(references.items())}
         self.class_names = list(class_names)
         self.mode = str(mode)
         outside = [c for c in self.references if not 0 <= c < len(self.class_names)]
         if outside:
-            raise ValueError("class %d has a reference but there are only %d class names" % (outside[0], len(self.class_names)))
+            raise ValueError(
+                "class %d has a reference but there are only %d class names"
+                % (outside[0], len(self.class_names))
+            )
         if not self.references:
-            raise ValueError("no class has a reference: the labelled set gave no example of any class")
+            raise ValueError(
+                "no class has a reference: the labelled set gave no example of any class"
+            )
         layers = {tuple(ref.layers) for ref in self.references.values()}
         if len(layers) != 1:
-            raise ValueError("per-class references were built from different layers: %s" % sorted(layers))
+            raise ValueError(
+                "per-class references were built from different layers: %s" % sorted(layers)
+            )
 
     @classmethod
-    def from_builders(cls, builders: Mapping[int, ReferenceBuilder], class_names: Sequence[str], *, mode: str) -> "ClassReferences":
+    def from_builders(
+        cls, builders: Mapping[int, ReferenceBuilder], class_names: Sequence[str], *, mode: str
+    ) -> "ClassReferences":
         """Finalize every builder that saw at least one example; classes without any get no reference."""
-        return cls({c: b.finalize() for c, b in builders.items() if b.num_images}, class_names, mode=mode)
+        return cls(
+            {c: b.finalize() for c, b in builders.items() if b.num_images}, class_names, mode=mode
+        )
 
     @property
     def layers(self):
@@ -57,15 +71,26 @@ class ClassReferences:
             "class_names": self.class_names,
             "layers": self.layers,
             "num_images": sum(ref.metadata["num_images"] for ref in self.references.values()),
-            "examples_per_class": {self.class_names[c]: ref.metadata["num_images"] for c, ref in self.references.items()},
+            "examples_per_class": {
+                self.class_names[c]: ref.metadata["num_images"]
+                for c, ref in self.references.items()
+            },
         }
 
     @property
     def lowest_score(self) -> float:
         """One less than the lowest score any class's reference can give (no unit on anywhere)."""
-        return min(sum(-math.log1p(k) for k in ref.unit_counts.values()) for ref in self.references.values()) - 1.0
+        return (
+            min(
+                sum(-math.log1p(k) for k in ref.unit_counts.values())
+                for ref in self.references.values()
+            )
+            - 1.0
+        )
 
-    def score(self, acts: Activations, classes: Sequence[int], formula: str = constants.FORMULA) -> torch.Tensor:
+    def score(
+        self, acts: Activations, classes: Sequence[int], formula: str = constants.FORMULA
+    ) -> torch.Tensor:
         """Score row i of ``acts`` against the reference of ``classes[i]``; float64 [N], higher is better.
 
         Each row's score depends on that row alone (the core score is per row), so a box scores the
@@ -80,7 +105,9 @@ class ClassReferences:
             if c not in self.references:
                 continue
             rows = (classes == c).nonzero().squeeze(1)
-            scores[rows] = self.references[c].score({name: act[rows] for name, act in acts.items()}, formula)
+            scores[rows] = self.references[c].score(
+                {name: act[rows] for name, act in acts.items()}, formula
+            )
         return scores
 
     def save(self, path: str) -> None:
@@ -90,29 +117,48 @@ class ClassReferences:
             "format_version": constants.REFERENCE_FORMAT_VERSION,
             "mode": self.mode,
             "class_names": self.class_names,
-            "references": {c: {"metadata": ref.metadata, "mean": ref.mean} for c, ref in self.references.items()},
+            "references": {
+                c: {"metadata": ref.metadata, "mean": ref.mean}
+                for c, ref in self.references.items()
+            },
         }
         with atomic_write(path, "wb") as f:
             torch.save(payload, f)
 
     @classmethod
-    def load(cls, path: str, *, mode: Optional[str] = None, class_names: Optional[Sequence[str]] = None) -> "ClassReferences":
+    def load(
+        cls, path: str, *, mode: Optional[str] = None, class_names: Optional[Sequence[str]] = None
+    ) -> "ClassReferences":
         """Read a file written by :meth:`save`; ``mode`` and ``class_names``, when given, must match it."""
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
             raise
         except Exception as error:
-            raise ValueError("%s is not a class-reference file written by ClassReferences.save: %s" % (path, error)) from error
+            raise ValueError(
+                "%s is not a class-reference file written by ClassReferences.save: %s"
+                % (path, error)
+            ) from error
         if not isinstance(payload, dict) or payload.get("kind") != CONTAINER_KIND:
-            raise ValueError("%s is not a class-reference file written by ClassReferences.save" % path)
+            raise ValueError(
+                "%s is not a class-reference file written by ClassReferences.save" % path
+            )
         if payload["format_version"] != constants.REFERENCE_FORMAT_VERSION:
             raise ValueError(
-                "%s has format version %r; this code reads version %d" % (path, payload["format_version"], constants.REFERENCE_FORMAT_VERSION)
+                "%s has format version %r; this code reads version %d"
+                % (path, payload["format_version"], constants.REFERENCE_FORMAT_VERSION)
             )
         if mode is not None and payload["mode"] != mode:
-            raise ValueError("%s holds references for score mode %r, not %r" % (path, payload["mode"], mode))
+            raise ValueError(
+                "%s holds references for score mode %r, not %r" % (path, payload["mode"], mode)
+            )
         if class_names is not None and list(payload["class_names"]) != list(class_names):
-            raise ValueError("%s was built for classes %s, not %s" % (path, payload["class_names"], list(class_names)))
-        references = {c: Reference(entry["mean"], entry["metadata"]) for c, entry in payload["references"].items()}
+            raise ValueError(
+                "%s was built for classes %s, not %s"
+                % (path, payload["class_names"], list(class_names))
+            )
+        references = {
+            c: Reference(entry["mean"], entry["metadata"])
+            for c, entry in payload["references"].items()
+        }
         return cls(references, payload["class_names"], mode=payload["mode"])

@@ -5,6 +5,7 @@ recording while it trains. Detection batches pad images to a common size; when t
 the real image sizes, the recorder crops each activation to the image's own region
 before pooling it to ``grid x grid``, so that padding never reaches a score.
 """
+
 import difflib
 import functools
 import math
@@ -76,7 +77,9 @@ class ActivationRecorder:
         if isinstance(layers, str) or not layers:
             raise ValueError("layers must be a non-empty list of module names, got %r" % (layers,))
         if int(grid) != grid or grid < 0:
-            raise ValueError("grid must be an integer >= 0 (0 keeps the native size), got %r" % (grid,))
+            raise ValueError(
+                "grid must be an integer >= 0 (0 keeps the native size), got %r" % (grid,)
+            )
         modules = dict(model.named_modules())
         for name in list(layers) + ([input_module] if input_module else []):
             if name not in modules or not name:
@@ -103,12 +106,16 @@ class ActivationRecorder:
         ``None`` (the default) treats the whole input as image. Padding is assumed at the
         bottom and right, as Detectron2's ``ImageList`` does.
         """
-        self._image_sizes = None if image_sizes is None else [(int(h), int(w)) for h, w in image_sizes]
+        self._image_sizes = (
+            None if image_sizes is None else [(int(h), int(w)) for h, w in image_sizes]
+        )
 
     def __enter__(self) -> "ActivationRecorder":
         if self._handles:
             raise RuntimeError("ActivationRecorder is already recording; blocks do not nest")
-        self._handles.append(self._input_module.register_forward_pre_hook(self._remember_input_size))
+        self._handles.append(
+            self._input_module.register_forward_pre_hook(self._remember_input_size)
+        )
         for name, module in self._modules.items():
             self._handles.append(module.register_forward_hook(self._make_hook(name)))
         return self
@@ -122,12 +129,21 @@ class ActivationRecorder:
         """Return ``{layer: float tensor [N, ...]}`` recorded since the last pop, and forget it."""
         missing = [name for name in self.layers if not self._chunks[name]]
         if missing:
-            raise ValueError("layer %r produced no output: was the model called inside the with block?" % missing[0])
-        acts = {name: torch.cat(chunks) if len(chunks) > 1 else chunks[0] for name, chunks in self._chunks.items()}
+            raise ValueError(
+                "layer %r produced no output: was the model called inside the with block?"
+                % missing[0]
+            )
+        acts = {
+            name: torch.cat(chunks) if len(chunks) > 1 else chunks[0]
+            for name, chunks in self._chunks.items()
+        }
         self._chunks = {name: [] for name in self.layers}
         counts = {name: len(a) for name, a in acts.items()}
         if len(set(counts.values())) != 1:
-            raise ValueError("layers recorded different numbers of images (a module ran twice per forward?): %s" % counts)
+            raise ValueError(
+                "layers recorded different numbers of images (a module ran twice per forward?): %s"
+                % counts
+            )
         return acts
 
     def _remember_input_size(self, module, args) -> None:
@@ -137,7 +153,10 @@ class ActivationRecorder:
     def _make_hook(self, name: str):
         def hook(module, inputs, output):
             if not torch.is_tensor(output):
-                raise ValueError("layer %r returns %s, not a tensor: record a module that returns one" % (name, type(output).__name__))
+                raise ValueError(
+                    "layer %r returns %s, not a tensor: record a module that returns one"
+                    % (name, type(output).__name__)
+                )
             self._chunks[name].append(self._per_image(name, output.detach()))
 
         return hook
@@ -173,12 +192,17 @@ class ActivationRecorder:
                 % (len(self._image_sizes), name, len(output))
             )
         if self._input_size is None:
-            raise ValueError("the input module received no image tensor, so padding cannot be located")
+            raise ValueError(
+                "the input module received no image tensor, so padding cannot be located"
+            )
         in_h, in_w = self._input_size
         out_h, out_w = output.shape[-2:]
         # The layer's stride is in_h / out_h; ceil keeps every row that sees the image.
         regions = [
-            (min(out_h, max(1, math.ceil(h * out_h / in_h))), min(out_w, max(1, math.ceil(w * out_w / in_w))))
+            (
+                min(out_h, max(1, math.ceil(h * out_h / in_h))),
+                min(out_w, max(1, math.ceil(w * out_w / in_w))),
+            )
             for h, w in self._image_sizes
         ]
         if all(region == (out_h, out_w) for region in regions):

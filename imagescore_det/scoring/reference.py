@@ -4,6 +4,7 @@
 size) and combines shards exactly; ``Reference`` holds the mean maps, derives thresholds
 and masks from them, scores images and saves itself with the metadata that guards its use.
 """
+
 import logging
 import math
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
@@ -24,45 +25,70 @@ def _check_settings(threshold_ratio: float, threshold_stat: str) -> None:
     if not 0.0 < float(threshold_ratio) <= 1.0:
         raise ValueError("threshold_ratio must lie in (0, 1], got %r" % (threshold_ratio,))
     if threshold_stat not in constants.THRESHOLD_STATS:
-        raise ValueError("threshold_stat must be one of %s, got %r" % (constants.THRESHOLD_STATS, threshold_stat))
+        raise ValueError(
+            "threshold_stat must be one of %s, got %r" % (constants.THRESHOLD_STATS, threshold_stat)
+        )
 
 
 def _describe_image(index: int, image_ids: Optional[Sequence]) -> str:
-    return "image %r" % (image_ids[index],) if image_ids is not None else "image #%d of the batch" % index
+    return (
+        "image %r" % (image_ids[index],)
+        if image_ids is not None
+        else "image #%d of the batch" % index
+    )
 
 
-def _per_image_shapes(acts: Activations, image_ids: Optional[Sequence]) -> Tuple[Dict[str, Tuple[int, ...]], int]:
+def _per_image_shapes(
+    acts: Activations, image_ids: Optional[Sequence]
+) -> Tuple[Dict[str, Tuple[int, ...]], int]:
     """Validate a batch of activations: tensors, one row per image everywhere, all finite."""
     if not isinstance(acts, Mapping) or not acts:
         raise ValueError("activations must be a non-empty {layer name: tensor [N, ...]} mapping")
     shapes, counts = {}, set()
     for name, act in acts.items():
         if not torch.is_tensor(act) or act.dim() < 2 or not act.is_floating_point():
-            raise ValueError("activations of layer %r must be a float tensor [N, ...], got %r" % (name, getattr(act, "shape", act)))
+            raise ValueError(
+                "activations of layer %r must be a float tensor [N, ...], got %r"
+                % (name, getattr(act, "shape", act))
+            )
         shapes[name] = tuple(act.shape[1:])
         counts.add(len(act))
     if len(counts) != 1:
-        raise ValueError("layers hold different numbers of images: %s" % {n: len(a) for n, a in acts.items()})
+        raise ValueError(
+            "layers hold different numbers of images: %s" % {n: len(a) for n, a in acts.items()}
+        )
     num_images = counts.pop()
     if image_ids is not None and len(image_ids) != num_images:
         raise ValueError("got %d image ids for %d images" % (len(image_ids), num_images))
     for name, act in acts.items():
-        if bool(torch.isfinite(act.sum())):  # one reduction: any NaN or inf unit makes the sum non-finite
+        if bool(
+            torch.isfinite(act.sum())
+        ):  # one reduction: any NaN or inf unit makes the sum non-finite
             continue
-        finite = torch.isfinite(act.flatten(1)).all(dim=1)  # the sum may also have overflowed: check each unit
+        finite = torch.isfinite(act.flatten(1)).all(
+            dim=1
+        )  # the sum may also have overflowed: check each unit
         if not bool(finite.all()):
             bad = int((~finite).nonzero()[0])
-            raise ValueError("non-finite activation in layer %r for %s" % (name, _describe_image(bad, image_ids)))
+            raise ValueError(
+                "non-finite activation in layer %r for %s" % (name, _describe_image(bad, image_ids))
+            )
     return shapes, num_images
 
 
-def _first_difference(expected: Mapping[str, Tuple[int, ...]], got: Mapping[str, Tuple[int, ...]]) -> Optional[str]:
+def _first_difference(
+    expected: Mapping[str, Tuple[int, ...]], got: Mapping[str, Tuple[int, ...]]
+) -> Optional[str]:
     """Describe the first layer whose presence or per-image shape differs, or None."""
     for name, shape in expected.items():
         if name not in got:
             return "layer %r is missing from the activations" % name
         if tuple(got[name]) != tuple(shape):
-            return "layer %r has per-image shape %s, expected %s" % (name, tuple(got[name]), tuple(shape))
+            return "layer %r has per-image shape %s, expected %s" % (
+                name,
+                tuple(got[name]),
+                tuple(shape),
+            )
     extra = [name for name in got if name not in expected]
     return "layer %r is not in the reference" % extra[0] if extra else None
 
@@ -111,7 +137,9 @@ class ReferenceBuilder:
             self.grid,
             self.model,
         ):
-            raise ValueError("cannot merge builders with different threshold, grid or model settings")
+            raise ValueError(
+                "cannot merge builders with different threshold, grid or model settings"
+            )
         if other._shapes is not None:
             self._adopt_shapes(other._shapes)
             for name, total in other._sums.items():
@@ -148,20 +176,27 @@ class ReferenceBuilder:
         }
         reference = Reference(mean, metadata)
         for name in reference.metadata["skipped_layers"]:
-            logger.warning("layer %r is never active in the reference set (max mean <= 0): skipped when scoring", name)
+            logger.warning(
+                "layer %r is never active in the reference set (max mean <= 0): skipped when scoring",
+                name,
+            )
         return reference
 
     def _adopt_shapes(self, shapes: Mapping[str, Tuple[int, ...]]) -> None:
         if self._shapes is None:
             self._shapes = dict(shapes)
-            self._sums = {name: torch.zeros(shape, dtype=torch.float64) for name, shape in shapes.items()}
+            self._sums = {
+                name: torch.zeros(shape, dtype=torch.float64) for name, shape in shapes.items()
+            }
             return
         difference = _first_difference(self._shapes, shapes)
         if difference:
             raise ValueError("activations do not match the earlier batches: %s" % difference)
 
 
-def all_reduce_builders(builders: Mapping[object, ReferenceBuilder], group=None) -> Dict[object, ReferenceBuilder]:
+def all_reduce_builders(
+    builders: Mapping[object, ReferenceBuilder], group=None
+) -> Dict[object, ReferenceBuilder]:
     """``{key: builder}`` summed over every process of ``torch.distributed``: the one way shards merge.
 
     Shards are gathered as objects and merged in rank order, so any backend works (gloo on CPU,
@@ -170,12 +205,16 @@ def all_reduce_builders(builders: Mapping[object, ReferenceBuilder], group=None)
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):
-        raise RuntimeError("merging builders across processes needs an initialised torch.distributed process group")
+        raise RuntimeError(
+            "merging builders across processes needs an initialised torch.distributed process group"
+        )
     shards: List = [None] * dist.get_world_size(group)
     dist.all_gather_object(shards, dict(builders), group=group)
     totals = {}
     for key, builder in builders.items():
-        totals[key] = ReferenceBuilder(builder.threshold_ratio, builder.threshold_stat, grid=builder.grid, model=builder.model)
+        totals[key] = ReferenceBuilder(
+            builder.threshold_ratio, builder.threshold_stat, grid=builder.grid, model=builder.model
+        )
         for shard in shards:
             totals[key].merge(shard[key])
     return totals
@@ -229,11 +268,21 @@ class Reference:
     def check_matches(self, *, grid=None, model=None) -> None:
         """Refuse a scoring setup other than the one the reference was built for."""
         for key, wanted in (("grid", grid), ("model", model)):
-            if wanted is not None and self.metadata.get(key) is not None and wanted != self.metadata[key]:
-                raise ValueError("reference was built with %s=%r, but scoring uses %s=%r" % (key, self.metadata[key], key, wanted))
+            if (
+                wanted is not None
+                and self.metadata.get(key) is not None
+                and wanted != self.metadata[key]
+            ):
+                raise ValueError(
+                    "reference was built with %s=%r, but scoring uses %s=%r"
+                    % (key, self.metadata[key], key, wanted)
+                )
 
     def layer_terms(
-        self, acts: Activations, formula: str = constants.FORMULA, image_ids: Optional[Sequence] = None
+        self,
+        acts: Activations,
+        formula: str = constants.FORMULA,
+        image_ids: Optional[Sequence] = None,
     ) -> Dict[str, torch.Tensor]:
         """Per-layer terms log((hits + 1) / (K + 1)), float64 [N] each; they sum to :meth:`score`.
 
@@ -257,7 +306,12 @@ class Reference:
             terms[name] = torch.log((hits + 1.0) / (self.unit_counts[name] + 1.0))
         return terms
 
-    def score(self, acts: Activations, formula: str = constants.FORMULA, image_ids: Optional[Sequence] = None) -> torch.Tensor:
+    def score(
+        self,
+        acts: Activations,
+        formula: str = constants.FORMULA,
+        image_ids: Optional[Sequence] = None,
+    ) -> torch.Tensor:
         """Image scores, float64 [N]; higher is better, range (-inf, 0]."""
         terms = self.layer_terms(acts, formula, image_ids)
         total = torch.zeros(len(next(iter(acts.values()))), dtype=torch.float64)
@@ -284,13 +338,20 @@ class Reference:
                 "refused it: %s)" % (path, type(error).__name__)
             ) from None
         if not isinstance(payload, dict) or not {"metadata", "mean"} <= set(payload):
-            raise ValueError("%s is not a reference file written by Reference.save (no metadata/mean)" % path)
+            raise ValueError(
+                "%s is not a reference file written by Reference.save (no metadata/mean)" % path
+            )
         metadata = payload["metadata"]
         version = metadata.get("format_version")
         if version != constants.REFERENCE_FORMAT_VERSION:
-            raise ValueError("%s has reference format version %r; this code reads version %d" % (path, version, constants.REFERENCE_FORMAT_VERSION))
+            raise ValueError(
+                "%s has reference format version %r; this code reads version %d"
+                % (path, version, constants.REFERENCE_FORMAT_VERSION)
+            )
         if list(payload["mean"]) != list(metadata["layers"]):
-            raise ValueError("%s is inconsistent: its mean maps and metadata list different layers" % path)
+            raise ValueError(
+                "%s is inconsistent: its mean maps and metadata list different layers" % path
+            )
         return cls(payload["mean"], metadata)
 
 

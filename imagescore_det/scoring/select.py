@@ -2,6 +2,7 @@
 
 Pure NumPy. Ties are broken by image id (ascending) so that repeated runs select the same images.
 """
+
 import math
 from fractions import Fraction
 from typing import Dict, Mapping, Sequence, Union
@@ -28,7 +29,10 @@ def rank_by_score(scores: Sequence[float], image_ids: Sequence) -> np.ndarray:
     scores = np.asarray(scores, dtype=np.float64)
     ids = np.asarray(image_ids)
     if scores.ndim != 1 or len(scores) != len(ids):
-        raise ValueError("scores and image_ids must be 1-D and of one length, got %d and %d" % (scores.size, ids.size))
+        raise ValueError(
+            "scores and image_ids must be 1-D and of one length, got %d and %d"
+            % (scores.size, ids.size)
+        )
     if np.isnan(scores).any():
         raise ValueError("scores contain NaN (image %r)" % (ids[np.isnan(scores)][0],))
     if len(np.unique(ids)) != len(ids):
@@ -36,7 +40,9 @@ def rank_by_score(scores: Sequence[float], image_ids: Sequence) -> np.ndarray:
     return np.lexsort((ids, -scores))
 
 
-def select_top_fraction(scores: Sequence[float], image_ids: Sequence, fraction: float) -> np.ndarray:
+def select_top_fraction(
+    scores: Sequence[float], image_ids: Sequence, fraction: float
+) -> np.ndarray:
     """Indices of the ``count_to_keep(fraction, N)`` best images, best first."""
     order = rank_by_score(scores, image_ids)
     return order[: count_to_keep(fraction, len(order))]

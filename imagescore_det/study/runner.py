@@ -5,6 +5,7 @@ Each run is a ``tools/train_net.py`` subprocess, so the hook, selection and pseu
 training's own; the study only chooses each run's settings, collects its evaluations and
 pseudo-label quality, and writes the tables (:mod:`.summary`).
 """
+
 import argparse
 import concurrent.futures
 import json
@@ -34,10 +35,26 @@ from ..evaluation.pseudo_label_quality import pseudo_label_file_quality  # noqa:
 from ..utils.io import atomic_write  # noqa: E402
 from .summary import control_drift, drift_note, plot_curves, summarize, write_runs, write_summary  # noqa: E402
 
-__all__ = ["ARMS", "TEACHER", "study_config", "arm_eval_period", "run_opts", "evaluations", "Study", "run_study"]
+__all__ = [
+    "ARMS",
+    "TEACHER",
+    "study_config",
+    "arm_eval_period",
+    "run_opts",
+    "evaluations",
+    "Study",
+    "run_study",
+]
 
 #: Arm -> the IMAGESCORE.SELECTION its swap uses (None: an arm without a swap).
-ARMS = {"control": None, "imagescore": "image_score", "confidence": "confidence", "random": "random", "all": "all", "oracle": None}
+ARMS = {
+    "control": None,
+    "imagescore": "image_score",
+    "confidence": "confidence",
+    "random": "random",
+    "all": "all",
+    "oracle": None,
+}
 TEACHER = "teacher"
 TEACHER_CHECKPOINT = "teacher.pth"
 DONE = "done.json"
@@ -49,13 +66,20 @@ def study_config(args):
     """The shared config (file + opts + data seed), set up as every tool's (datasets of
     IMAGESCORE.REGISTER_DATASETS registered, the synthetic set generated) and checked for what the
     study needs. Returns it and the opts every run gets."""
-    opts = list(args.opts) + (["IMAGESCORE.SYNTHETIC.SEED", str(args.data_seed)] if args.data_seed is not None else [])
+    opts = list(args.opts) + (
+        ["IMAGESCORE.SYNTHETIC.SEED", str(args.data_seed)] if args.data_seed is not None else []
+    )
     cfg = setup(argparse.Namespace(config_file=args.config_file, opts=opts))
     if cfg.IMAGESCORE.REGIME != "swap":
-        raise ValueError("IMAGESCORE.REGIME is %r: the study's arms swap (its control sets labelled_only itself)" % cfg.IMAGESCORE.REGIME)
+        raise ValueError(
+            "IMAGESCORE.REGIME is %r: the study's arms swap (its control sets labelled_only itself)"
+            % cfg.IMAGESCORE.REGIME
+        )
     swap, end = cfg.IMAGESCORE.SWAP_ITER, cfg.SOLVER.MAX_ITER
     if not 0 < swap < end:
-        raise ValueError("IMAGESCORE.SWAP_ITER=%d must lie inside (0, SOLVER.MAX_ITER=%d)" % (swap, end))
+        raise ValueError(
+            "IMAGESCORE.SWAP_ITER=%d must lie inside (0, SOLVER.MAX_ITER=%d)" % (swap, end)
+        )
     arm_eval_period(cfg)  # refuses a schedule the arms cannot be evaluated on
     if not cfg.DATASETS.TEST:
         raise ValueError("DATASETS.TEST is empty: the study evaluates every arm on it")
@@ -88,7 +112,10 @@ def run_opts(cfg, opts, seed: int, name: str, output_dir: str):
     if name == "control":
         own += never
     elif name == "oracle":
-        own += never + ["DATASETS.TRAIN", repr(tuple(cfg.DATASETS.TRAIN) + tuple(cfg.IMAGESCORE.UNLABELLED_DATASETS))]
+        own += never + [
+            "DATASETS.TRAIN",
+            repr(tuple(cfg.DATASETS.TRAIN) + tuple(cfg.IMAGESCORE.UNLABELLED_DATASETS)),
+        ]
     elif ARMS.get(name):
         own += ["IMAGESCORE.SELECTION", ARMS[name]]
     return list(opts) + own
@@ -106,7 +133,11 @@ def evaluations(output_dir: str):
     with open(os.path.join(output_dir, EVALUATIONS_FILE)) as f:
         for line in f:
             record = json.loads(line)
-            found[record["iteration"]] = (record["bbox/AP50"], record["bbox/AP"], record.get(COCO_STYLE_AP50))
+            found[record["iteration"]] = (
+                record["bbox/AP50"],
+                record["bbox/AP"],
+                record.get(COCO_STYLE_AP50),
+            )
     return found
 
 
@@ -132,17 +163,31 @@ class Study:
         os.makedirs(folder)
         command = [sys.executable, self.train_net, "--config-file", self.args.config_file]
         if name != TEACHER:  # resumes the teacher: its iteration, optimizer and LR schedule
-            shutil.copyfile(os.path.join(self.folder(seed, TEACHER), "model_final.pth"), os.path.join(folder, TEACHER_CHECKPOINT))
+            shutil.copyfile(
+                os.path.join(self.folder(seed, TEACHER), "model_final.pth"),
+                os.path.join(folder, TEACHER_CHECKPOINT),
+            )
             Checkpointer(torch.nn.Module(), save_dir=folder).tag_last_checkpoint(TEACHER_CHECKPOINT)
             command.append("--resume")
         command += run_opts(self.cfg, self.opts, seed, name, folder)
-        env = dict(os.environ, OMP_NUM_THREADS=str(self.args.threads), MKL_NUM_THREADS=str(self.args.threads))
+        env = dict(
+            os.environ,
+            OMP_NUM_THREADS=str(self.args.threads),
+            MKL_NUM_THREADS=str(self.args.threads),
+        )
         start = time.time()
         with open(os.path.join(folder, "stdout.log"), "w") as log:
             code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         if code:
-            raise RuntimeError("%s of seed %d failed (exit %d); see %s" % (name, seed, code, os.path.join(folder, "stdout.log")))
-        record = {"command": shlex.join(command), "seconds": round(time.time() - start, 1), "evaluations": evaluations(folder)}
+            raise RuntimeError(
+                "%s of seed %d failed (exit %d); see %s"
+                % (name, seed, code, os.path.join(folder, "stdout.log"))
+            )
+        record = {
+            "command": shlex.join(command),
+            "seconds": round(time.time() - start, 1),
+            "evaluations": evaluations(folder),
+        }
         if ARMS.get(name):
             record["pseudo_labels"] = self.pseudo_label_quality(folder)
         with atomic_write(done) as f:
@@ -161,9 +206,19 @@ class Study:
         swap = self.cfg.IMAGESCORE.SWAP_ITER
         stats = record.get("pseudo_labels", {})
         points = {int(k): (v, {}) for k, v in teacher["evaluations"].items() if int(k) <= swap}
-        points.update({int(k): (v, stats) for k, v in record["evaluations"].items() if int(k) > swap})
+        points.update(
+            {int(k): (v, stats) for k, v in record["evaluations"].items() if int(k) > swap}
+        )
         return [
-            dict(extra, arm=arm, seed=seed, iteration=it, ap50=values[0], ap=values[1], ap50_coco=(list(values) + [None])[2])
+            dict(
+                extra,
+                arm=arm,
+                seed=seed,
+                iteration=it,
+                ap50=values[0],
+                ap=values[1],
+                ap50_coco=(list(values) + [None])[2],
+            )
             for it, (values, extra) in sorted(points.items())
         ]
 
@@ -172,7 +227,9 @@ def run_study(args, command: str, train_net: str):
     """Train everything not yet done (``--jobs`` at a time) with the script ``train_net``
     (tools/train_net.py), then write the tables and the plot."""
     started = time.time()
-    cfg, opts = study_config(args)  # generates the synthetic set once, here, before the runs read it in parallel
+    cfg, opts = study_config(
+        args
+    )  # generates the synthetic set once, here, before the runs read it in parallel
     study = Study(args, cfg, opts, train_net)
     os.makedirs(study.root, exist_ok=True)
     progress = tqdm(total=len(args.seeds) * (1 + len(args.arms)), desc="ssod study", unit="run")
@@ -182,28 +239,65 @@ def run_study(args, command: str, train_net: str):
             teacher_future.result()  # submitted earlier, so already running or done: no deadlock
         record = study.train(seed, name)
         progress.update()
-        progress.write("seed %d %-10s done (%.0f s): AP50 %s" % (
-            seed, name, record["seconds"], ", ".join("%s: %.1f" % (k, v[0]) for k, v in sorted(record["evaluations"].items(), key=lambda kv: int(kv[0])))))
+        progress.write(
+            "seed %d %-10s done (%.0f s): AP50 %s"
+            % (
+                seed,
+                name,
+                record["seconds"],
+                ", ".join(
+                    "%s: %.1f" % (k, v[0])
+                    for k, v in sorted(record["evaluations"].items(), key=lambda kv: int(kv[0]))
+                ),
+            )
+        )
         return record
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
         teachers = {seed: pool.submit(job, seed, TEACHER) for seed in args.seeds}
-        arms = {(seed, arm): pool.submit(job, seed, arm, teachers[seed]) for seed in args.seeds for arm in args.arms}
-        rows = [row for (seed, arm), future in arms.items() for row in study.rows(seed, arm, teachers[seed].result(), future.result())]
+        arms = {
+            (seed, arm): pool.submit(job, seed, arm, teachers[seed])
+            for seed in args.seeds
+            for arm in args.arms
+        }
+        rows = [
+            row
+            for (seed, arm), future in arms.items()
+            for row in study.rows(seed, arm, teachers[seed].result(), future.result())
+        ]
     progress.close()
     summary = summarize(rows)
     write_runs(os.path.join(study.root, "runs.csv"), rows)
-    trained = sum(r["seconds"] for r in [f.result() for f in teachers.values()] + [f.result() for f in arms.values()])
-    protocol = ("AP50 and AP are Detectron2's Pascal VOC protocol (bbox/AP50, the paper's metric); runs.csv's ap50_coco is "
-                "the COCO-style AP50 by pycocotools (bbox_coco/AP50), about 3 points apart on the same model.")
-    note = "Wall time of this command: %.1f min (%d processes at a time, %d thread(s) each); the runs' own times add up to %.1f min." % (
-        (time.time() - started) / 60, args.jobs, args.threads, trained / 60)
+    trained = sum(
+        r["seconds"]
+        for r in [f.result() for f in teachers.values()] + [f.result() for f in arms.values()]
+    )
+    protocol = (
+        "AP50 and AP are Detectron2's Pascal VOC protocol (bbox/AP50, the paper's metric); runs.csv's ap50_coco is "
+        "the COCO-style AP50 by pycocotools (bbox_coco/AP50), about 3 points apart on the same model."
+    )
+    note = (
+        "Wall time of this command: %.1f min (%d processes at a time, %d thread(s) each); the runs' own times add up to %.1f min."
+        % ((time.time() - started) / 60, args.jobs, args.threads, trained / 60)
+    )
     drift = drift_note(control_drift(rows, cfg.IMAGESCORE.SWAP_ITER), cfg.IMAGESCORE.SWAP_ITER)
-    write_summary(summary, os.path.join(study.root, "summary.csv"), os.path.join(study.root, "summary.md"), command=command,
-                  notes=[protocol, drift, note])
-    plot_curves(rows, os.path.join(study.root, "ap50_curves.png"), swap_iter=cfg.IMAGESCORE.SWAP_ITER,
-                title="AP50 against iteration (%d seeds)" % len(args.seeds))
-    print("Wrote runs.csv, summary.csv, summary.md and ap50_curves.png to %s (%.0f s)" % (study.root, time.time() - started))
+    write_summary(
+        summary,
+        os.path.join(study.root, "summary.csv"),
+        os.path.join(study.root, "summary.md"),
+        command=command,
+        notes=[protocol, drift, note],
+    )
+    plot_curves(
+        rows,
+        os.path.join(study.root, "ap50_curves.png"),
+        swap_iter=cfg.IMAGESCORE.SWAP_ITER,
+        title="AP50 against iteration (%d seeds)" % len(args.seeds),
+    )
+    print(
+        "Wrote runs.csv, summary.csv, summary.md and ap50_curves.png to %s (%.0f s)"
+        % (study.root, time.time() - started)
+    )
     with open(os.path.join(study.root, "summary.md")) as f:
         print(f.read())
     return summary

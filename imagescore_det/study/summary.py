@@ -14,6 +14,7 @@ iteration) with the ``control`` arm's on the same seeds:
 
 No Detectron2 here: the tool writes runs.csv, this module reads it (and so does its test).
 """
+
 import csv
 import math
 from typing import Dict, List, Mapping, Sequence
@@ -22,23 +23,67 @@ import numpy as np
 
 from ..utils.io import atomic_write
 
-__all__ = ["RUN_COLUMNS", "SUMMARY_COLUMNS", "read_runs", "write_runs", "final_ap50", "summarize", "control_drift", "drift_note", "write_summary", "plot_curves"]
+__all__ = [
+    "RUN_COLUMNS",
+    "SUMMARY_COLUMNS",
+    "read_runs",
+    "write_runs",
+    "final_ap50",
+    "summarize",
+    "control_drift",
+    "drift_note",
+    "write_summary",
+    "plot_curves",
+]
 
-RUN_COLUMNS = ["arm", "seed", "iteration", "ap50", "ap", "ap50_coco", "images", "boxes", "precision", "recall"]
-SUMMARY_COLUMNS = ["arm", "seeds", "iteration", "ap50_mean", "ap50_sd", "ap_mean", "delta_vs_control", "p_value", "gap_closed"]
+RUN_COLUMNS = [
+    "arm",
+    "seed",
+    "iteration",
+    "ap50",
+    "ap",
+    "ap50_coco",
+    "images",
+    "boxes",
+    "precision",
+    "recall",
+]
+SUMMARY_COLUMNS = [
+    "arm",
+    "seeds",
+    "iteration",
+    "ap50_mean",
+    "ap50_sd",
+    "ap_mean",
+    "delta_vs_control",
+    "p_value",
+    "gap_closed",
+]
 
 
 def read_runs(path: str) -> List[Dict[str, object]]:
     """runs.csv as dicts: seed and iteration as int, AP values as float; refuses missing columns."""
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        missing = [c for c in ("arm", "seed", "iteration", "ap50", "ap") if c not in (reader.fieldnames or [])]
+        missing = [
+            c
+            for c in ("arm", "seed", "iteration", "ap50", "ap")
+            if c not in (reader.fieldnames or [])
+        ]
         if missing:
             raise ValueError("%s lacks the column(s) %s" % (path, ", ".join(missing)))
         rows = []
         for line, row in enumerate(reader, start=2):
             try:
-                rows.append(dict(row, seed=int(row["seed"]), iteration=int(row["iteration"]), ap50=float(row["ap50"]), ap=float(row["ap"])))
+                rows.append(
+                    dict(
+                        row,
+                        seed=int(row["seed"]),
+                        iteration=int(row["iteration"]),
+                        ap50=float(row["ap50"]),
+                        ap=float(row["ap"]),
+                    )
+                )
             except ValueError as error:
                 raise ValueError("%s line %d: %s" % (path, line, error)) from error
     return rows
@@ -63,7 +108,9 @@ def final_ap50(rows: Sequence[Mapping[str, object]]) -> Dict[str, Dict[int, Mapp
 
 def _paired(final, arm: str, reference: str):
     seeds = sorted(set(final.get(arm, {})) & set(final.get(reference, {})))
-    return np.array([final[arm][s]["ap50"] - final[reference][s]["ap50"] for s in seeds], dtype=np.float64)
+    return np.array(
+        [final[arm][s]["ap50"] - final[reference][s]["ap50"] for s in seeds], dtype=np.float64
+    )
 
 
 def _one_sided_paired_t(differences: np.ndarray) -> float:
@@ -75,30 +122,42 @@ def _one_sided_paired_t(differences: np.ndarray) -> float:
     return float(stats.ttest_1samp(differences, 0.0, alternative="greater").pvalue)
 
 
-def summarize(rows: Sequence[Mapping[str, object]], control: str = "control", oracle: str = "oracle") -> List[Dict[str, object]]:
+def summarize(
+    rows: Sequence[Mapping[str, object]], control: str = "control", oracle: str = "oracle"
+) -> List[Dict[str, object]]:
     """One summary row per arm, in the order the arms first appear in ``rows``; NaN where undefined."""
     final = final_ap50(rows)
-    oracle_gap = float(np.mean(_paired(final, oracle, control))) if oracle in final and control in final else float("nan")
+    oracle_gap = (
+        float(np.mean(_paired(final, oracle, control)))
+        if oracle in final and control in final
+        else float("nan")
+    )
     summary = []
     for arm, by_seed in final.items():
         values = np.array([by_seed[s]["ap50"] for s in sorted(by_seed)], dtype=np.float64)
         differences = _paired(final, arm, control) if control in final else np.array([])
         delta = float(np.mean(differences)) if len(differences) else float("nan")
-        summary.append({
-            "arm": arm,
-            "seeds": len(values),
-            "iteration": max(row["iteration"] for row in by_seed.values()),
-            "ap50_mean": float(np.mean(values)),
-            "ap50_sd": float(np.std(values, ddof=1)) if len(values) > 1 else float("nan"),
-            "ap_mean": float(np.mean([row["ap"] for row in by_seed.values()])),
-            "delta_vs_control": delta,
-            "p_value": float("nan") if arm == control else _one_sided_paired_t(differences),
-            "gap_closed": delta / oracle_gap if oracle_gap and not math.isnan(oracle_gap) else float("nan"),
-        })
+        summary.append(
+            {
+                "arm": arm,
+                "seeds": len(values),
+                "iteration": max(row["iteration"] for row in by_seed.values()),
+                "ap50_mean": float(np.mean(values)),
+                "ap50_sd": float(np.std(values, ddof=1)) if len(values) > 1 else float("nan"),
+                "ap_mean": float(np.mean([row["ap"] for row in by_seed.values()])),
+                "delta_vs_control": delta,
+                "p_value": float("nan") if arm == control else _one_sided_paired_t(differences),
+                "gap_closed": delta / oracle_gap
+                if oracle_gap and not math.isnan(oracle_gap)
+                else float("nan"),
+            }
+        )
     return summary
 
 
-def control_drift(rows: Sequence[Mapping[str, object]], swap_iter: int, control: str = "control") -> Dict[int, float]:
+def control_drift(
+    rows: Sequence[Mapping[str, object]], swap_iter: int, control: str = "control"
+) -> Dict[int, float]:
     """``{seed: largest |AP50(i) - AP50(swap)| of control over its evaluations i after the swap}``: how far
     the labelled-only model still moves in the phase where the swapping arms train (a plateau keeps it
     within about 1 point). Seeds without a control evaluation at the swap and after it are left out."""
@@ -117,9 +176,17 @@ def control_drift(rows: Sequence[Mapping[str, object]], swap_iter: int, control:
 def drift_note(drift: Mapping[int, float], swap_iter: int) -> str:
     """One line for summary.md: the control's drift after the swap, per seed."""
     if not drift:
-        return "Control drift after the swap: no control evaluated at and after iteration %d." % swap_iter
-    return "Control drift after the swap (largest |AP50 - AP50 at %d| over the later evaluations): %s." % (
-        swap_iter, ", ".join("seed %d: %.2f" % (seed, value) for seed, value in sorted(drift.items())))
+        return (
+            "Control drift after the swap: no control evaluated at and after iteration %d."
+            % swap_iter
+        )
+    return (
+        "Control drift after the swap (largest |AP50 - AP50 at %d| over the later evaluations): %s."
+        % (
+            swap_iter,
+            ", ".join("seed %d: %.2f" % (seed, value) for seed, value in sorted(drift.items())),
+        )
+    )
 
 
 def _cell(value) -> str:
@@ -129,7 +196,12 @@ def _cell(value) -> str:
 
 
 def write_summary(
-    summary: Sequence[Mapping[str, object]], csv_path: str, md_path: str, *, command: str = "", notes: Sequence[str] = ()
+    summary: Sequence[Mapping[str, object]],
+    csv_path: str,
+    md_path: str,
+    *,
+    command: str = "",
+    notes: Sequence[str] = (),
 ) -> None:
     """summary.csv (empty cells where undefined) and summary.md (the same table, with how to read it)."""
     with atomic_write(csv_path, newline="") as f:
@@ -152,7 +224,9 @@ def write_summary(
         f.write("\n".join(lines) + "\n")
 
 
-def plot_curves(rows: Sequence[Mapping[str, object]], path: str, *, swap_iter: int = 0, title: str = "") -> None:
+def plot_curves(
+    rows: Sequence[Mapping[str, object]], path: str, *, swap_iter: int = 0, title: str = ""
+) -> None:
     """PNG of AP50 against iteration, one line per arm (mean over its seeds at each iteration)."""
     import matplotlib
 
@@ -166,7 +240,13 @@ def plot_curves(rows: Sequence[Mapping[str, object]], path: str, *, swap_iter: i
             if row["arm"] == arm:
                 points.setdefault(row["iteration"], []).append(row["ap50"])
         iterations = sorted(points)
-        axes.plot(iterations, [np.mean(points[i]) for i in iterations], marker="o", markersize=3, label=arm)
+        axes.plot(
+            iterations,
+            [np.mean(points[i]) for i in iterations],
+            marker="o",
+            markersize=3,
+            label=arm,
+        )
     if swap_iter:
         axes.axvline(swap_iter, color="black", linestyle="--", linewidth=1, label="swap")
     axes.set_xlabel("iteration")

@@ -4,6 +4,7 @@ Detectron2 is on no package registry, so ``setup.py`` cannot list it; every modu
 it calls :func:`require_detectron2` first and fails with the same actionable message, and every
 tool calls :func:`require_detectron2_or_help` so that its ``--help`` works without it.
 """
+
 import importlib.util
 import sys
 
@@ -38,7 +39,9 @@ def require_detectron2_or_help(description: str, argv=None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if "-h" in args or "--help" in args:
         print(description.strip())
-        print("\nThis tool needs Detectron2, which is not installed here: %s. With Detectron2 installed, "
-              "--help lists every option." % INSTALL_HINT)
+        print(
+            "\nThis tool needs Detectron2, which is not installed here: %s. With Detectron2 installed, "
+            "--help lists every option." % INSTALL_HINT
+        )
         sys.exit(0)
     require_detectron2()
