@@ -1,10 +1,9 @@
 #!/usr/bin/env python
-"""Side-by-side study of semi-supervised arms from one teacher per seed (issue 9).
+"""Side-by-side study of semi-supervised arms from one teacher per seed (imagescore_det.study).
 
-Per seed, tools/train_net.py trains the teacher once, on the labelled set, to IMAGESCORE.SWAP_ITER.
-Every arm then continues from that checkpoint (same iteration, optimizer and LR schedule: it is
-copied into the arm's folder as its last checkpoint and resumed) to SOLVER.MAX_ITER, with the
-same settings except:
+Per seed, tools/train_net.py trains the teacher once, labelled only, to IMAGESCORE.SWAP_ITER. Every
+arm resumes that checkpoint (iteration, optimizer, LR schedule) to SOLVER.MAX_ITER, with the same
+settings except:
 
     control     labelled images only (IMAGESCORE.REGIME labelled_only)
     imagescore  the swap keeps the top SELECT_FRACTION by image score    (IMAGESCORE.SELECTION image_score)
@@ -13,17 +12,11 @@ same settings except:
     all         every unlabelled image pseudo-labelled, STAC-style       (IMAGESCORE.SELECTION all)
     oracle      labelled + the unlabelled set with its ground truth (the fully labelled bound)
 
-Swapping arms swap at the start of their run (the hook's "resumed past SWAP_ITER" path), so the
-hook, selection and pseudo-label code are tools/train_net.py's own. Teachers are evaluated at the
-swap only; arms at TEST.EVAL_PERIOD, or a third of the post-swap phase where that gives fewer than
-3 evaluations after the swap (the period must divide SWAP_ITER). Datasets declared in
-IMAGESCORE.REGISTER_DATASETS are registered as in every tool (imagescore_det.engine.setup).
-
-Outputs in --output-dir: runs.csv (arm, seed, iteration, AP50, AP and the arm's pseudo-label
-images, boxes, precision and recall against the unlabelled set's ground truth), summary.csv and
-summary.md (imagescore_det.reports.study: paired delta vs control, one-sided paired t-test,
-gap closed), ap50_curves.png, and one folder per run (seed<S>/<arm>, with its stdout.log). A run
-with a done.json is not run again when the command is repeated. Example::
+Arms are evaluated at TEST.EVAL_PERIOD, or every third of the post-swap phase where that gives
+fewer than 3 evaluations after the swap (it must divide SWAP_ITER). Writes runs.csv, summary.csv,
+summary.md (paired delta vs control, one-sided paired t-test, gap closed), ap50_curves.png and one
+folder per run (seed<S>/<arm>). A finished run is reused while its fingerprint (config after
+overrides, arm, seed, data) holds; a changed setting trains it again. Example::
 
     python tools/ssod_study.py --config-file configs/demo_ssl.yaml --seeds 0 1 2 \\
         --arms control imagescore confidence random all oracle --data-seed 1 --output-dir output/study_data1
@@ -78,6 +71,12 @@ def parse_args(argv=None):
     )
     parser.add_argument(
         "--jobs", type=int, default=2, help="training processes at a time (default 2)"
+    )
+    parser.add_argument(
+        "--reuse-stale",
+        action="store_true",
+        help="reuse finished runs whose settings differ from this command's (summary.md says which); "
+        "without it they train again",
     )
     parser.add_argument(
         "--threads", type=int, default=1, help="OMP_NUM_THREADS of each process (default 1)"

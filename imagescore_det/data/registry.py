@@ -31,6 +31,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from detectron2.data.datasets import load_coco_json  # noqa: E402
 from detectron2.data.datasets.pascal_voc import CLASS_NAMES as VOC_CLASSES  # noqa: E402
 from detectron2.data.datasets.pascal_voc import load_voc_instances  # noqa: E402
+from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN  # noqa: E402
 
 from .folder import load_image_folder  # noqa: E402
 
@@ -51,6 +52,13 @@ FORMS = (
     "NAME=voc:DIR:SPLIT[:CLASS1,CLASS2,...]",
     "NAME=folder:DIR",
 )
+#: The config key that names a dataset of each role, quoted in errors.
+ROLE_KEYS = {
+    "labelled": "IMAGESCORE.LABELLED_DATASETS",
+    "unlabelled": "IMAGESCORE.UNLABELLED_DATASETS",
+    "training": "DATASETS.TRAIN",
+    "test": "DATASETS.TEST",
+}
 #: Keys a COCO-format detection file must have.
 COCO_KEYS = ("images", "annotations", "categories")
 
@@ -226,6 +234,13 @@ def register_config_datasets(cfg) -> List[str]:
     the first evaluation) are loaded once here, so that a bad file fails the run at its start.
     """
     entries = [parse_dataset_entry(entry) for entry in cfg.IMAGESCORE.REGISTER_DATASETS]
+    names = [entry.name for entry in entries]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(
+            "IMAGESCORE.REGISTER_DATASETS declares %s more than once: each name must be declared once"
+            % ", ".join(repr(name) for name in repeated)
+        )
     for entry in entries:
         register_dataset(entry)
     check_class_lists(cfg)
@@ -241,8 +256,8 @@ def register_config_datasets(cfg) -> List[str]:
 def class_names_of(name: str, role: str) -> Optional[List[str]]:
     if name not in DatasetCatalog.list():
         raise ValueError(
-            "%s dataset %r is not registered; declare it in IMAGESCORE.REGISTER_DATASETS (%s)"
-            % (role, name, ", ".join(FORMS))
+            "%s dataset %r (in %s) is not registered; declare it in IMAGESCORE.REGISTER_DATASETS (%s)"
+            % (role, name, ROLE_KEYS[role], ", ".join(FORMS))
         )
     return MetadataCatalog.get(name).get("thing_classes")
 
@@ -256,7 +271,11 @@ def check_class_lists(cfg) -> None:
     """
     labelled = list(cfg.IMAGESCORE.LABELLED_DATASETS)
     if not labelled:
-        return
+        raise ValueError(
+            "IMAGESCORE.LABELLED_DATASETS is empty: name at least one registered dataset"
+        )
+    for name in cfg.IMAGESCORE.UNLABELLED_DATASETS:
+        class_names_of(name, "unlabelled")  # registered; any class list, or none (a folder)
     roles = (
         [(n, "labelled") for n in labelled]
         + [(n, "training") for n in cfg.DATASETS.TRAIN]
@@ -275,10 +294,11 @@ def check_class_lists(cfg) -> None:
                 "%s dataset %r has classes %s, but labelled dataset %r has %s; they must be the same, in the same order"
                 % (role, name, found, labelled[0], list(expected))
             )
-    if cfg.MODEL.META_ARCHITECTURE == "GeneralizedRCNN" and cfg.MODEL.ROI_HEADS.NUM_CLASSES != len(
+    architecture = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)
+    if issubclass(architecture, GeneralizedRCNN) and cfg.MODEL.ROI_HEADS.NUM_CLASSES != len(
         expected
     ):
         raise ValueError(
-            "MODEL.ROI_HEADS.NUM_CLASSES is %d, but labelled dataset %r has %d classes"
-            % (cfg.MODEL.ROI_HEADS.NUM_CLASSES, labelled[0], len(expected))
+            "MODEL.ROI_HEADS.NUM_CLASSES is %d, but labelled dataset %r has %d classes (%s)"
+            % (cfg.MODEL.ROI_HEADS.NUM_CLASSES, labelled[0], len(expected), ", ".join(expected))
         )

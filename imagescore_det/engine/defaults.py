@@ -11,19 +11,21 @@ from detectron2.utils.logger import setup_logger  # noqa: E402
 from ..config import build_config  # noqa: E402
 from ..data.registry import register_config_datasets  # noqa: E402
 from ..data.voc import prepare_synthetic_data  # noqa: E402
+from .config_check import check_imagescore_config  # noqa: E402
 
 __all__ = ["setup"]
 
 
 def setup(args, *, training: bool = False):
-    """Config from Detectron2's defaults + IMAGESCORE keys + ``args.config_file`` + ``args.opts``;
-    loggers; the datasets of IMAGESCORE.REGISTER_DATASETS registered and checked; the synthetic set
+    """Config from Detectron2's defaults + IMAGESCORE keys + ``args.config_file`` + ``args.opts``,
+    every IMAGESCORE value checked (:func:`.config_check.check_imagescore_config`); loggers; the datasets of IMAGESCORE.REGISTER_DATASETS registered and checked; the synthetic set
     the config names generated if missing.
 
     ``training`` also runs Detectron2's ``default_setup`` (OUTPUT_DIR, its log file, the config
     dump, the seed), which only a tool that trains into OUTPUT_DIR wants.
     """
     cfg = build_config(args.config_file, args.opts)
+    check_imagescore_config(cfg, training=training)
     rank = comm.get_rank()
     if training:
         default_setup(cfg, args)

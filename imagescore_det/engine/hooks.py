@@ -2,13 +2,15 @@
 train on labelled + pseudo-labelled images from then on (docs/method.md §2 step 7); and the log
 of every evaluation.
 
-The hook only orchestrates; the work is in :mod:`imagescore_det.detection`. Its state (when
-the last swap happened and which file it wrote) travels in Detectron2's checkpoints, so a run
-resumed after the swap registers that file again and swaps its loader without scoring.
+The hook only orchestrates; the work is in :mod:`imagescore_det.detection`. Its state (when the
+last swap happened, and its file's name relative to OUTPUT_DIR) travels in Detectron2's
+checkpoints, so a run resumed after the swap registers this run's file again and swaps its loader
+without scoring; where that file is missing or damaged, it scores again with the resumed model.
 """
 
 import json
 import logging
+import os
 from typing import Callable, Dict, Optional
 
 from imagescore_det.utils.detectron2_import import require_detectron2
@@ -19,7 +21,7 @@ from detectron2.engine import HookBase  # noqa: E402
 from detectron2.evaluation.testing import flatten_results_dict  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 
-from ..data.pseudo_labels import register_pseudo_labels  # noqa: E402
+from ..data.pseudo_labels import load_pseudo_labels, register_pseudo_labels  # noqa: E402
 from ..detection.modes import score_unlabelled  # noqa: E402
 from ..detection.selection import (  # noqa: E402
     labelled_category_ids,
@@ -99,7 +101,7 @@ class PseudoLabelSwapHook(HookBase):
         self._evaluate = evaluate
         self.scoring_runs = 0
         self.swap_iter = -1
-        self.json_file = ""
+        self.json_file = output_paths(self.cfg)["pseudo_labels"]
         self.evaluations: Dict[int, Dict] = {}
 
     def is_due(self, iterations_done: int) -> bool:
@@ -112,6 +114,18 @@ class PseudoLabelSwapHook(HookBase):
     def before_train(self):
         done = self.trainer.iter  # the start iteration: iterations already done
         if self.swap_iter >= 0:
+            try:
+                load_pseudo_labels(self.json_file)
+            except (OSError, ValueError) as error:
+                logger.warning(
+                    "Resuming after the swap at iteration %d, but its pseudo-label file cannot be read (%s): "
+                    "scoring again with the model resumed at iteration %d",
+                    self.swap_iter,
+                    error,
+                    done,
+                )
+                self._score_and_swap(done)
+                return
             logger.info(
                 "Resuming after the swap at iteration %d: reloading pseudo labels from %s without scoring again",
                 self.swap_iter,
@@ -153,7 +167,6 @@ class PseudoLabelSwapHook(HookBase):
             )
         comm.synchronize()
         self.swap_iter = done
-        self.json_file = output_paths(self.cfg)["pseudo_labels"]
         self._swap_loader()
 
     def _swap_loader(self) -> None:
@@ -196,8 +209,19 @@ class PseudoLabelSwapHook(HookBase):
         )
 
     def state_dict(self):
-        return {"swap_iter": self.swap_iter, "json_file": self.json_file}
+        """The swap's iteration and its file relative to OUTPUT_DIR: a resumed run reads its own folder."""
+        return {
+            "swap_iter": self.swap_iter,
+            "pseudo_labels": os.path.relpath(self.json_file, self.cfg.OUTPUT_DIR),
+        }
 
     def load_state_dict(self, state_dict):
         self.swap_iter = int(state_dict["swap_iter"])
-        self.json_file = str(state_dict["json_file"])
+        recorded = state_dict.get("pseudo_labels", state_dict.get("json_file", ""))
+        here = os.path.abspath(os.path.join(self.cfg.OUTPUT_DIR, recorded))
+        if recorded and here != os.path.abspath(self.json_file):
+            logger.warning(
+                "The checkpoint's swap wrote %s; this run reads its own %s (IMAGESCORE.PSEUDO_LABEL_FILE in OUTPUT_DIR)",
+                recorded,
+                self.json_file,
+            )

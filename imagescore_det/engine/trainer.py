@@ -26,6 +26,7 @@ from detectron2.utils import comm  # noqa: E402
 from ..data.pseudo_mapper import PseudoLabelDatasetMapper  # noqa: E402
 from ..detection.selection import output_paths
 from ..evaluation.evaluators import ap50, ap50_text, build_evaluator  # noqa: E402
+from ..modeling.checkpoint import check_checkpoint_fits  # noqa: E402
 from .hooks import EVALUATIONS_FILE, REGIMES, EvaluationLog, PseudoLabelSwapHook  # noqa: E402
 
 __all__ = ["ImageScoreTrainer", "PseudoLabelTrainLoader", "pseudo_ims_per_batch"]
@@ -95,6 +96,13 @@ class ImageScoreTrainer(DefaultTrainer):
     before and (EvalHook) after it. Every evaluation also goes to ``OUTPUT_DIR/evaluations.jsonl``
     (:class:`EvaluationLog`), whatever the metrics writer's period.
     """
+
+    def resume_or_load(self, resume=True):
+        """DefaultTrainer's, after checking that a checkpoint to resume from fits the model
+        (MODEL.WEIGHTS for a new run may differ on purpose: ImageNet weights have no heads)."""
+        if resume and self.checkpointer.has_checkpoint():
+            check_checkpoint_fits(self.checkpointer.model, self.checkpointer.get_checkpoint_file())
+        super().resume_or_load(resume=resume)
 
     @classmethod
     def build_train_loader(cls, cfg) -> PseudoLabelTrainLoader:

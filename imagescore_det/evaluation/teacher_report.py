@@ -18,6 +18,7 @@ from detectron2.utils import comm  # noqa: E402
 from ..data.ground_truth import ground_truth_of, has_boxes  # noqa: E402
 from ..detection.modes import MODES, score_unlabelled  # noqa: E402
 from ..detection.selection import write_selection  # noqa: E402
+from ..modeling.checkpoint import check_checkpoint_fits  # noqa: E402
 from ..utils.io import atomic_write  # noqa: E402
 from .mode_comparison import box_auroc, compare_modes, markdown_table, mean_and_sd  # noqa: E402
 
@@ -46,6 +47,7 @@ def score_teacher(cfg, weights: str, output_dir: str, *, seed: int = 0):
     ``{"written": write_selection's result, "table": rows or None, "box_auroc": rows or None}``.
     """
     model = build_model(cfg)
+    check_checkpoint_fits(model, weights)
     DetectionCheckpointer(model).load(weights)
     truth = ground_truth_of(cfg.IMAGESCORE.UNLABELLED_DATASETS)
     compared = has_boxes(truth)

@@ -8,6 +8,7 @@ pseudo-label quality, and writes the tables (:mod:`.summary`).
 
 import argparse
 import concurrent.futures
+import hashlib
 import json
 import os
 import shlex
@@ -15,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+from typing import List
 
 import torch
 
@@ -25,10 +27,13 @@ require_detectron2()
 from fvcore.common.checkpoint import Checkpointer  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from ..config import build_config  # noqa: E402
 from ..data.ground_truth import ground_truth_of  # noqa: E402
 from ..data.pseudo_labels import load_pseudo_labels  # noqa: E402
+from ..data.registry import parse_dataset_entry  # noqa: E402
 from ..detection.selection import output_paths  # noqa: E402
 from ..engine import setup  # noqa: E402
+from ..engine.config_check import check_imagescore_config  # noqa: E402
 from ..engine.hooks import EVALUATIONS_FILE  # noqa: E402
 from ..evaluation.evaluators import COCO_STYLE_KEY  # noqa: E402
 from ..evaluation.pseudo_label_quality import pseudo_label_file_quality  # noqa: E402
@@ -105,8 +110,10 @@ def run_opts(cfg, opts, seed: int, name: str, output_dir: str):
     """The KEY VALUE list of one run: the shared opts, then what makes it this seed's teacher or arm."""
     own = ["SEED", str(seed), "OUTPUT_DIR", output_dir]
     never = ["IMAGESCORE.REGIME", "labelled_only"]
-    if name == TEACHER:  # evaluated once, at the swap: the arms' curves start there
-        own += ["SOLVER.MAX_ITER", str(cfg.IMAGESCORE.SWAP_ITER), "TEST.EVAL_PERIOD", "0"]
+    if (
+        name == TEACHER
+    ):  # labelled only, to the swap; evaluated once, there: the arms' curves start there
+        own += never + ["SOLVER.MAX_ITER", str(cfg.IMAGESCORE.SWAP_ITER), "TEST.EVAL_PERIOD", "0"]
     else:
         own += ["TEST.EVAL_PERIOD", str(arm_eval_period(cfg))]
     if name == "control":
@@ -141,25 +148,78 @@ def evaluations(output_dir: str):
     return found
 
 
+def data_fingerprint(cfg) -> list:
+    """What identifies the data of a run beyond its config: the size and modification time of every
+    file and folder that IMAGESCORE.REGISTER_DATASETS names (a synthetic set is fixed by its config)."""
+    found = []
+    for entry in cfg.IMAGESCORE.REGISTER_DATASETS:
+        for path in parse_dataset_entry(entry).paths:
+            info = os.stat(path)
+            size = len(os.listdir(path)) if os.path.isdir(path) else info.st_size
+            found.append([path, size, info.st_mtime_ns])
+    return found
+
+
+def last_error_line(log_file: str) -> str:
+    """The last non-empty line of a failed run's log: usually its exception."""
+    with open(log_file, errors="replace") as f:
+        lines = [line.strip() for line in f if line.strip()]
+    return lines[-1] if lines else "(empty log)"
+
+
 class Study:
-    """Runs teachers and arms as ``train_net`` subprocesses and collects their rows."""
+    """Runs teachers and arms as ``train_net`` subprocesses and collects their rows.
+
+    Each run's done.json records a fingerprint of everything that shapes it (its config after
+    overrides, arm, seed, data and, for an arm, its teacher's fingerprint): a finished run is
+    reused only while that fingerprint holds, unless ``args.reuse_stale``; :attr:`stale` lists the
+    runs reused that way.
+    """
 
     def __init__(self, args, cfg, opts, train_net: str):
         self.args, self.cfg, self.opts, self.train_net = args, cfg, opts, train_net
         self.root = os.path.abspath(args.output_dir)
         self.truth = None  # the unlabelled set's ground truth, read once when an arm needs it
+        self.stale: List[str] = []
 
     def folder(self, seed: int, name: str) -> str:
         return os.path.join(self.root, "seed%d" % seed, name)
+
+    def run_config(self, seed: int, name: str):
+        """The config one run trains with, checked as train_net checks it (before any run starts)."""
+        opts = run_opts(self.cfg, self.opts, seed, name, self.folder(seed, name))
+        cfg = build_config(self.args.config_file, opts)
+        try:
+            check_imagescore_config(cfg, training=True)
+        except ValueError as error:
+            raise ValueError("%s of seed %d: %s" % (name, seed, error)) from error
+        return cfg
+
+    def fingerprint(self, seed: int, name: str) -> str:
+        cfg = self.run_config(seed, name).clone()
+        cfg.defrost()
+        cfg.OUTPUT_DIR = ""  # the same run wherever the study folder is
+        shaped_by = {"config": cfg.dump(), "arm": name, "seed": seed, "data": data_fingerprint(cfg)}
+        if name != TEACHER:
+            shaped_by["teacher"] = self.fingerprint(seed, TEACHER)
+        return hashlib.sha256(json.dumps(shaped_by, sort_keys=True).encode()).hexdigest()
 
     def train(self, seed: int, name: str):
         """Run (or reuse) one training; return its done.json record."""
         folder = self.folder(seed, name)
         done = os.path.join(folder, DONE)
+        fingerprint = self.fingerprint(seed, name)
         if os.path.isfile(done):
             with open(done) as f:
-                return json.load(f)
-        shutil.rmtree(folder, ignore_errors=True)  # an unfinished run starts over from its teacher
+                record = json.load(f)
+            if record.get("fingerprint") == fingerprint:
+                return record
+            if self.args.reuse_stale:
+                self.stale.append("seed%d/%s" % (seed, name))
+                return record
+        shutil.rmtree(
+            folder, ignore_errors=True
+        )  # unfinished or stale: starts over from its teacher
         os.makedirs(folder)
         command = [sys.executable, self.train_net, "--config-file", self.args.config_file]
         if name != TEACHER:  # resumes the teacher: its iteration, optimizer and LR schedule
@@ -179,11 +239,13 @@ class Study:
         with open(os.path.join(folder, "stdout.log"), "w") as log:
             code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         if code:
+            log_file = os.path.join(folder, "stdout.log")
             raise RuntimeError(
-                "%s of seed %d failed (exit %d); see %s"
-                % (name, seed, code, os.path.join(folder, "stdout.log"))
+                "%s of seed %d failed (exit %d): %s; see %s"
+                % (name, seed, code, last_error_line(log_file), log_file)
             )
         record = {
+            "fingerprint": fingerprint,
             "command": shlex.join(command),
             "seconds": round(time.time() - start, 1),
             "evaluations": evaluations(folder),
@@ -231,6 +293,9 @@ def run_study(args, command: str, train_net: str):
         args
     )  # generates the synthetic set once, here, before the runs read it in parallel
     study = Study(args, cfg, opts, train_net)
+    for seed in args.seeds:  # every run's settings checked before the first one trains
+        for name in [TEACHER] + list(args.arms):
+            study.run_config(seed, name)
     os.makedirs(study.root, exist_ok=True)
     progress = tqdm(total=len(args.seeds) * (1 + len(args.arms)), desc="ssod study", unit="run")
 
@@ -281,6 +346,11 @@ def run_study(args, command: str, train_net: str):
         % ((time.time() - started) / 60, args.jobs, args.threads, trained / 60)
     )
     drift = drift_note(control_drift(rows, cfg.IMAGESCORE.SWAP_ITER), cfg.IMAGESCORE.SWAP_ITER)
+    if study.stale:
+        note += (
+            " Reused with --reuse-stale, although their settings differ from this command's: %s."
+            % ", ".join(study.stale)
+        )
     write_summary(
         summary,
         os.path.join(study.root, "summary.csv"),
