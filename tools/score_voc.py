@@ -79,6 +79,8 @@ def main(args):
     cfg = setup(args)
     weights = [weights_of(cfg, path) for path in (args.weights or [None])]
     output_dir = args.output_dir or os.path.join(cfg.OUTPUT_DIR, "score_voc")
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise ValueError("--output-dir %s is a file, not a folder" % output_dir)
     if len(weights) == 1:
         return score_teacher(cfg, weights[0], output_dir, seed=args.seed)
     results = [
