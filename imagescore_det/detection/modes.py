@@ -43,6 +43,7 @@ from .selection import labelled_class_names  # noqa: E402
 
 __all__ = [
     "MODES",
+    "check_box_settings",
     "ImageMode",
     "BoxMode",
     "to_scored_image",
@@ -100,6 +101,19 @@ class ImageMode:
         return np.asarray([image.image_score for image in images], dtype=np.float64)
 
 
+def check_box_settings(box) -> None:
+    """``IMAGESCORE.BOX.AGGREGATE`` and ``RANKING`` must name what :mod:`.ranking` computes."""
+    for key, value, choices in (
+        ("AGGREGATE", box.AGGREGATE, BOX_AGGREGATES),
+        ("RANKING", box.RANKING, BOX_RANKINGS),
+    ):
+        if value not in choices:
+            raise ValueError(
+                "IMAGESCORE.BOX.%s is %r; choose one of %s"
+                % (key, value, ", ".join(map(repr, choices)))
+            )
+
+
 class BoxMode:
     """Each pseudo box against the reference of its class, built from the labelled set's ground-truth boxes."""
 
@@ -108,14 +122,7 @@ class BoxMode:
 
     def __init__(self, cfg, model, description: str):
         self.settings = settings = cfg.IMAGESCORE
-        for key, value, choices in (
-            ("AGGREGATE", settings.BOX.AGGREGATE, BOX_AGGREGATES),
-            ("RANKING", settings.BOX.RANKING, BOX_RANKINGS),
-        ):
-            if value not in choices:  # checked before the passes, not after them
-                raise ValueError(
-                    "IMAGESCORE.BOX.%s must be one of %s, got %r" % (key, choices, value)
-                )
+        check_box_settings(settings.BOX)  # before the passes, not after them
         self.recorder = BoxRecorder(unwrap_model(model), settings.BOX.LAYERS)
         self.class_names = labelled_class_names(cfg)
         self.builders = {

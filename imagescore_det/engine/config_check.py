@@ -13,9 +13,8 @@ from imagescore_det.utils.detectron2_import import require_detectron2
 
 require_detectron2()
 
-from ..detection.modes import MODES  # noqa: E402
-from ..detection.ranking import BOX_AGGREGATES, BOX_RANKINGS  # noqa: E402
-from ..detection.selection import STRATEGIES  # noqa: E402
+from ..detection.modes import MODES, check_box_settings  # noqa: E402
+from ..detection.selection import selection_seed  # noqa: E402
 from ..scoring import constants  # noqa: E402
 from .hooks import REGIMES  # noqa: E402
 from .trainer import pseudo_ims_per_batch  # noqa: E402
@@ -43,11 +42,10 @@ def check_imagescore_config(cfg, *, training: bool) -> None:
     s = cfg.IMAGESCORE
     _choice("IMAGESCORE.REGIME", s.REGIME, REGIMES)
     _choice("IMAGESCORE.SCORE_MODE", s.SCORE_MODE, tuple(MODES))
-    _choice("IMAGESCORE.SELECTION", s.SELECTION, STRATEGIES)
     _choice("IMAGESCORE.FORMULA", s.FORMULA, constants.FORMULAS)
     _choice("IMAGESCORE.THRESHOLD_STAT", s.THRESHOLD_STAT, constants.THRESHOLD_STATS)
-    _choice("IMAGESCORE.BOX.AGGREGATE", s.BOX.AGGREGATE, BOX_AGGREGATES)
-    _choice("IMAGESCORE.BOX.RANKING", s.BOX.RANKING, BOX_RANKINGS)
+    check_box_settings(s.BOX)
+    selection_seed(cfg)  # IMAGESCORE.SELECTION, and a fixed SEED for "random"
     _within("IMAGESCORE.THRESHOLD_RATIO", s.THRESHOLD_RATIO, 0.0, 1.0, low_open=True)
     _within("IMAGESCORE.SELECT_FRACTION", s.SELECT_FRACTION, 0.0, 1.0)
     _within("IMAGESCORE.PSEUDO_SCORE_THRESH", s.PSEUDO_SCORE_THRESH, 0.0, 1.0)
