@@ -22,6 +22,7 @@ from detectron2.data import DatasetCatalog  # noqa: E402
 from detectron2.data.datasets import register_coco_instances  # noqa: E402
 from detectron2.evaluation import COCOEvaluator  # noqa: E402
 from detectron2.structures import Boxes, Instances  # noqa: E402
+from helpers import DEMO_CONFIG, TINY_OPTS, TOOLS, load_tool, schedule  # noqa: E402
 from PIL import Image  # noqa: E402
 from pycocotools.coco import COCO  # noqa: E402
 
@@ -29,11 +30,15 @@ from imagescore_det import build_config  # noqa: E402
 from imagescore_det.data.convert import voc_split_to_coco  # noqa: E402
 from imagescore_det.data.registry import parse_dataset_entry, register_config_datasets  # noqa: E402
 from imagescore_det.data.synthetic import SYNTHETIC_CLASSES, generate_synthetic_voc  # noqa: E402
-from imagescore_det.engine import build_evaluator  # noqa: E402
-from imagescore_det.engine.evaluation import VOCAndCOCOStyleEvaluator  # noqa: E402
-from test_engine import REPO, TINY_OPTS, score_voc, train_net  # noqa: E402
+from imagescore_det.evaluation.evaluators import VOCAndCOCOStyleEvaluator, build_evaluator  # noqa: E402
 
-CONFIG = os.path.join(REPO, "configs", "demo_ssl.yaml")
+CONFIG = DEMO_CONFIG
+train_net = load_tool("train_net")
+score_voc = load_tool("score_voc")
+
+
+def parse_score_voc(argv):
+    return score_voc.argument_parser().parse_args(argv)
 CATEGORY_IDS = [10, 20, 30, 40, 50]
 PHOTOS = {"astronaut.jpg": skimage.data.astronaut, "coffee.jpg": skimage.data.coffee,
           "chelsea.png": skimage.data.chelsea, "camera.png": skimage.data.camera}
@@ -79,7 +84,7 @@ def own_opts(root, photos="photos", test="own_test"):
 def own_run(data, tmp_path_factory):
     """tools/train_net.py on the COCO-format labelled set and the photo folder: 4 iterations, swap at 2."""
     output_dir = str(tmp_path_factory.mktemp("own_run"))
-    opts = own_opts(data) + ["SOLVER.MAX_ITER", "4", "IMAGESCORE.SWAP_ITER", "2", "OUTPUT_DIR", output_dir]
+    opts = own_opts(data) + schedule(4, swap_iter=2) + ["OUTPUT_DIR", output_dir]
     train_net.main(train_net.default_argument_parser().parse_args(["--config-file", CONFIG, *opts]))
     return output_dir
 
@@ -129,7 +134,7 @@ def bad_folder_scored(data, own_run, bad_folder, tmp_path_factory):
     logger = logging.getLogger("imagescore_det")  # Detectron2's setup_logger stops propagation to pytest's root handler
     logger.addHandler(handler)
     try:
-        result = score_voc.main(score_voc.parse_args(score_folder_argv(data, own_run, output_dir)))
+        result = score_voc.main(parse_score_voc(score_folder_argv(data, own_run, output_dir)))
     finally:
         logger.removeHandler(handler)
     return output_dir, result, handler.messages
@@ -164,7 +169,7 @@ def test_unreadable_images_are_skipped_named_and_listed_as_not_scored(bad_folder
 def test_two_processes_score_a_folder_like_one(data, own_run, bad_folder_scored, tmp_path, monkeypatch, capfd):
     """The folder (bad files included) scored by two processes (gloo on CPU): the same CSV, bit for bit."""
     one = bad_folder_scored[0]
-    monkeypatch.syspath_prepend(os.path.join(REPO, "tools"))  # the spawned ranks import the tool by name
+    monkeypatch.syspath_prepend(TOOLS)  # the spawned ranks import the tool by name
     score_voc.invoke_main(score_folder_argv(data, own_run, tmp_path, "--num-gpus", "2", "--dist-url", "file://" + str(tmp_path / "rdv")))
     assert "precision and recall of the pseudo labels need ground truth" in capfd.readouterr().out
     with open(one / "image_scores.csv") as a, open(tmp_path / "image_scores.csv") as b:
@@ -244,7 +249,7 @@ def test_malformed_entries_and_bad_files_fail_clearly_naming_them(data, tmp_path
     argv = ["--config-file", CONFIG, "--output-dir", str(output_dir), *own_opts(data)]
     argv[argv.index("IMAGESCORE.REGISTER_DATASETS") + 1] = repr(entries(data) + ["own_photos=folder:%s" % empty])
     with pytest.raises(ValueError, match="image folder %s holds no image" % empty):
-        score_voc.main(score_voc.parse_args(argv))
+        score_voc.main(parse_score_voc(argv))
     assert not output_dir.exists()
     missing_image = tmp_path / "missing_image.json"
     with open(data / "test.json") as f:

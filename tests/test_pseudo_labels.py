@@ -14,7 +14,6 @@ from detectron2.structures import BoxMode  # noqa: E402
 from pycocotools.coco import COCO  # noqa: E402
 
 from imagescore_det.data.pseudo_labels import (  # noqa: E402
-    ScoredImage,
     build_pseudo_label_json,
     load_pseudo_labels,
     register_pseudo_labels,
@@ -22,29 +21,32 @@ from imagescore_det.data.pseudo_labels import (  # noqa: E402
     write_csv,
     write_json,
 )
-from imagescore_det.engine.selection import select_by_strategy  # noqa: E402
-from imagescore_det.engine.selection_quality import (  # noqa: E402
+from imagescore_det.detection.selection import select_by_strategy  # noqa: E402
+from imagescore_det.evaluation.mode_comparison import markdown_table  # noqa: E402
+from imagescore_det.evaluation.pseudo_label_quality import (  # noqa: E402
     compare_strategies,
-    format_table,
     match_pseudo_labels,
     selection_quality,
 )
+from imagescore_det.structures import ScoredImage  # noqa: E402
 
 CLASSES = ("cat", "dog", "bird")
 
 
 def image(image_id, boxes=(), classes=(), scores=(), *, score=-1.0, confidence=0.5, folder="/data/a"):
+    """An image-mode record: its image score is what it ranks by."""
     return ScoredImage(
         image_id=image_id,
         file_name="%s/%s.jpg" % (folder, image_id),
         height=100,
         width=120,
-        score=score,
-        terms={"conv1": score / 2, "conv2": score / 2},
-        confidence=confidence,
         boxes=[list(b) for b in boxes],
         classes=list(classes),
-        scores=list(scores),
+        confidences=list(scores),
+        mean_confidence=confidence,
+        image_score=score,
+        terms={"conv1": score / 2, "conv2": score / 2},
+        ranking_value=score,
     )
 
 
@@ -188,7 +190,29 @@ def test_strategy_table_lists_every_strategy():
     images, truth = quality_fixture()
     rows = compare_strategies(images, truth, 0.5, seed=0)
     assert [row["strategy"] for row in rows] == ["image_score", "confidence", "random", "all"]
-    table = format_table(rows)
+    table = markdown_table(rows)
     assert "| image_score | 2 | 0 | 3 | 0.667 | 0.667 | 0.500 |" in table
     with pytest.raises(ValueError, match="image 'good' has no ground truth"):
         selection_quality(images, {}, [0])
+
+
+def test_selection_csv_and_json_use_the_ranking_value_and_leave_the_other_signals_alone(tmp_path):
+    """In box mode an image ranks by its aggregate box value, not by an image score it may also have."""
+    images = [image("a", [(0, 0, 5, 5)], [0], [0.9], score=-0.1, confidence=0.2),
+              image("b", [(0, 0, 5, 5)], [1], [0.8], score=-0.9, confidence=0.9)]  # fmt: skip
+    images[0].ranking_value, images[1].ranking_value = -7.0, -3.0  # the box ranking: b before a
+    images[0].box_scores, images[1].box_scores = [-7.0], [-3.0]
+    assert select_by_strategy(images, "image_score", 0.5).tolist() == [1]
+    assert select_by_strategy(images, "all", 0.5).tolist() == [1, 0]
+    assert select_by_strategy(images, "confidence", 0.5).tolist() == [1]  # by mean_confidence
+    images[1].mean_confidence = 0.1
+    assert select_by_strategy(images, "confidence", 0.5).tolist() == [0]
+    assert [i.image_score for i in images] == [-0.1, -0.9]  # untouched by selection
+    header, rows = score_table(images, ranks=[2, 1], selected=[False, True])
+    assert [row[header.index("score")] for row in rows] == [repr(-7.0), repr(-3.0)]
+    assert [row[header.index("confidence")] for row in rows] == [repr(0.2), repr(0.1)]
+    payload = build_pseudo_label_json(images[::-1], CLASSES, keep_empty=False, info={})
+    assert [entry["image_score"] for entry in payload["images"]] == [-3.0, -7.0]
+    unscored = ScoredImage("c", "/data/a/c.jpg", 10, 10, [], [], [])
+    assert math.isnan(unscored.image_score) and math.isnan(unscored.ranking_value) and unscored.terms == {}
+    assert unscored.box_scores == [] and unscored.mean_confidence == 0.0 and unscored.ignore_boxes == []

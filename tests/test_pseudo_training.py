@@ -1,5 +1,6 @@
 """Training on pseudo labels (docs/method.md §2 item 8) with real Detectron2: ignore regions in the RPN and the ROI
-heads, weighted pseudo losses, the flag through JSON -> dataset -> mapper, and the mixed loader."""
+heads, weighted pseudo losses, the flag through JSON -> dataset -> mapper, and the training loader that takes on
+a pseudo-labelled stream."""
 import contextlib
 
 import numpy as np
@@ -14,13 +15,14 @@ from detectron2.data import DatasetCatalog, DatasetMapper, MetadataCatalog  # no
 from detectron2.modeling import build_model  # noqa: E402
 from detectron2.structures import Boxes, Instances  # noqa: E402
 from detectron2.utils.events import EventStorage  # noqa: E402
+from helpers import detectron2_voc_cfg, slim_vgg_cfg  # noqa: E402
 from PIL import Image  # noqa: E402
-from test_modeling import detectron2_voc_cfg, slim_vgg_cfg  # noqa: E402
 
-from imagescore_det.data.pseudo_labels import ScoredImage, build_pseudo_label_json, register_pseudo_labels, write_json  # noqa: E402
+from imagescore_det.data.pseudo_labels import build_pseudo_label_json, register_pseudo_labels, write_json  # noqa: E402
 from imagescore_det.data.pseudo_mapper import PseudoLabelDatasetMapper, RandomErasing, RandomGaussianBlur  # noqa: E402
-from imagescore_det.engine.trainer import ImageScoreTrainer, MixedTrainLoader  # noqa: E402
+from imagescore_det.engine import ImageScoreTrainer, PseudoLabelTrainLoader  # noqa: E402
 from imagescore_det.modeling import PseudoTargets  # noqa: E402
+from imagescore_det.structures import ScoredImage  # noqa: E402
 
 CLASSES = ("a", "b", "c")
 BOX = (20.0, 16.0, 60.0, 56.0)  # the one object of the test images, XYXY
@@ -187,8 +189,8 @@ def pseudo_dataset(tmp_path):
         path = str(tmp_path / ("img%d.png" % index))
         Image.fromarray(np.random.default_rng(index).integers(0, 255, (80, 96, 3), dtype=np.uint8)).save(path)
         images.append(
-            ScoredImage(index, path, 80, 96, 1.0 - index, {"conv1": 0.0}, 0.8, [list(BOX)], [2], [0.9],
-                        ignore_boxes=[[50.0, 40.0, 90.0, 78.0]])  # fmt: skip
+            ScoredImage(index, path, 80, 96, [list(BOX)], [2], [0.9], 0.8, ignore_boxes=[[50.0, 40.0, 90.0, 78.0]],
+                        image_score=1.0 - index, terms={"conv1": 0.0}, ranking_value=1.0 - index)  # fmt: skip
         )
     json_file = str(tmp_path / "pseudo.json")
     write_json(json_file, build_pseudo_label_json(images, CLASSES, keep_empty=False, info={}))
@@ -235,12 +237,14 @@ def test_strong_augmentation_touches_only_pseudo_labelled_images(pseudo_dataset)
 # ---------------------------------------------------------------- sampling
 
 
-def test_mixed_loader_yields_the_labelled_stream_plus_pseudo_images(pseudo_dataset):
+def test_train_loader_yields_the_labelled_stream_plus_pseudo_images(pseudo_dataset):
     name, _ = pseudo_dataset
     cfg = tiny_vgg_cfg("SOLVER.IMS_PER_BATCH", 2, "IMAGESCORE.PSEUDO_TRAINING.PSEUDO_RATIO", 1.5, "DATALOADER.NUM_WORKERS", 0)
-    labelled = iter([[{"tag": 2 * i}, {"tag": 2 * i + 1}] for i in range(3)])  # an ongoing labelled stream
-    loader = ImageScoreTrainer.build_train_loader(cfg, name, labelled)
-    assert isinstance(loader, MixedTrainLoader)
+    labelled = [[{"tag": 2 * i}, {"tag": 2 * i + 1}] for i in range(3)]  # an ongoing labelled stream
+    loader = PseudoLabelTrainLoader(iter(labelled))
+    pseudo = ImageScoreTrainer.build_pseudo_loader(cfg, name)
+    assert pseudo is not None
+    loader.attach_pseudo(pseudo)
     batches = list(loader)
     assert len(batches) == 3  # as long as the labelled stream; the pseudo-labelled loader is infinite
     for i, batch in enumerate(batches):
@@ -248,9 +252,21 @@ def test_mixed_loader_yields_the_labelled_stream_plus_pseudo_images(pseudo_datas
         assert len(batch) == 2 + 3 and all(x["pseudo_labelled"] for x in batch[2:])
     cfg.IMAGESCORE.PSEUDO_TRAINING.PSEUDO_RATIO = 0.25
     with pytest.raises(ValueError, match="PSEUDO_RATIO=0.25 x SOLVER.IMS_PER_BATCH=2"):
-        ImageScoreTrainer.build_train_loader(cfg, name, labelled)
+        ImageScoreTrainer.build_pseudo_loader(cfg, name)
     cfg.IMAGESCORE.PSEUDO_TRAINING.PSEUDO_RATIO = 0.0
-    assert ImageScoreTrainer.build_train_loader(cfg, name, labelled) is labelled
+    assert ImageScoreTrainer.build_pseudo_loader(cfg, name) is None  # no pseudo images per batch: no loader
+    plain = PseudoLabelTrainLoader(iter(labelled))
+    plain.attach_pseudo(None)  # what the swap hook attaches then: the labelled stream alone
+    assert list(plain) == labelled
+
+
+def test_build_train_loader_wraps_detectron2s_loader(pseudo_dataset):
+    name, _ = pseudo_dataset
+    cfg = tiny_vgg_cfg("SOLVER.IMS_PER_BATCH", 2, "DATALOADER.NUM_WORKERS", 0, "DATASETS.TRAIN", (name,))
+    loader = ImageScoreTrainer.build_train_loader(cfg)
+    assert isinstance(loader, PseudoLabelTrainLoader) and loader.pseudo is None
+    (batch,) = [batch for _, batch in zip(range(1), loader)]
+    assert len(batch) == 2 and all(x["image"].dim() == 3 for x in batch)
 
 
 def test_strong_view_cutout_and_blur_change_pixels_only_where_and_as_drawn():

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from imagescore_det.reports.study import RUN_COLUMNS, control_drift, drift_note, plot_curves, read_runs, summarize, write_summary
+from imagescore_det.study.summary import RUN_COLUMNS, control_drift, drift_note, plot_curves, read_runs, summarize, write_summary
 
 # (arm, seed, iteration, ap50): the iteration-600 rows are the shared teacher's, the last one counts.
 FINAL = {
