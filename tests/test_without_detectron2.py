@@ -31,6 +31,33 @@ def test_core_and_classification_import_and_score():
     assert result.stdout.split() == ["False", "torch.Size([4])"]
 
 
+def test_pure_detection_and_study_parts_import_and_work():
+    """Box ranking, the ScoredImage record and the study summary: no Detectron2 needed, none loaded."""
+    result = run_without_detectron2(
+        "from imagescore_det.structures import ScoredImage\n"
+        "from imagescore_det.detection.ranking import box_ranking_values\n"
+        "from imagescore_det.study.summary import summarize\n"
+        "images = [ScoredImage('a', 'a.jpg', 1, 1, [[0, 0, 1, 1]], [0], [0.9], box_scores=[-2.0]),\n"
+        "          ScoredImage('b', 'b.jpg', 1, 1, [], [], [])]\n"
+        "print(box_ranking_values(images, 'score', 'min', empty_score=-9.0).tolist())\n"
+        "rows = [{'arm': 'control', 'seed': 0, 'iteration': 9, 'ap50': 50.0, 'ap': 20.0},\n"
+        "        {'arm': 'imagescore', 'seed': 0, 'iteration': 9, 'ap50': 52.0, 'ap': 21.0}]\n"
+        "print(summarize(rows)[1]['delta_vs_control'])\n"
+        "assert not any(name == 'detectron2' or name.startswith('detectron2.') for name in sys.modules if sys.modules[name])\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[-2.0,", "-9.0]", "2.0"]
+
+
+@pytest.mark.parametrize("module", ["imagescore_det.detection.ranking", "imagescore_det.structures", "imagescore_det.study.summary"])
+def test_pure_module_imports_without_detectron2(module):
+    result = run_without_detectron2(
+        "import %s\n"
+        "assert not any(name.startswith('detectron2') for name, m in sys.modules.items() if m is not None)\n" % module
+    )
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.parametrize("module", ["imagescore_det.config", "imagescore_det.modeling", "imagescore_det.engine", "imagescore_det.data.voc"])
 def test_detectron2_parts_raise_one_import_error_with_the_guide(module):
     result = run_without_detectron2("import %s" % module)
