@@ -1,5 +1,6 @@
 """Skips Detectron2 integration tests where Detectron2 is missing, and counts them for CI; and the
 fixtures that several test modules share (plain helpers are in helpers.py)."""
+
 import ast
 import collections
 
@@ -23,7 +24,9 @@ def pytest_collection_modifyitems(config, items):
 
 def _count_test_functions(path) -> int:
     tree = ast.parse(open(path).read())
-    return sum(isinstance(node, ast.FunctionDef) and node.name.startswith("test") for node in tree.body)
+    return sum(
+        isinstance(node, ast.FunctionDef) and node.name.startswith("test") for node in tree.body
+    )
 
 
 def pytest_collectreport(report):
@@ -40,7 +43,10 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_terminal_summary(terminalreporter):
-    line = "Detectron2 integration tests: %d ran, %d skipped" % (_outcomes["ran"], _outcomes["skipped"])
+    line = "Detectron2 integration tests: %d ran, %d skipped" % (
+        _outcomes["ran"],
+        _outcomes["skipped"],
+    )
     if not detectron2_available():
         line += " (%s)" % SKIP_REASON
     terminalreporter.write_line(line)

@@ -3,6 +3,7 @@
 Nothing here imports Detectron2 at module level, so a test module that needs none of it can import
 this file where Detectron2 is missing; the functions that build Detectron2 configs import it when called.
 """
+
 import functools
 import importlib.util
 import os
@@ -30,7 +31,14 @@ TINY_OPTS = [
 
 def schedule(max_iter, swap_iter=4, eval_period=0):
     """The tiny schedule's iteration counts: KEY VALUE opts to put after :data:`TINY_OPTS`."""
-    return ["SOLVER.MAX_ITER", str(max_iter), "IMAGESCORE.SWAP_ITER", str(swap_iter), "TEST.EVAL_PERIOD", str(eval_period)]
+    return [
+        "SOLVER.MAX_ITER",
+        str(max_iter),
+        "IMAGESCORE.SWAP_ITER",
+        str(swap_iter),
+        "TEST.EVAL_PERIOD",
+        str(eval_period),
+    ]
 
 
 @functools.lru_cache(maxsize=None)
@@ -50,7 +58,9 @@ def train_args(output_dir, max_iter, *extra, swap_iter=4):
     opts = TINY_OPTS + schedule(max_iter, swap_iter) + ["OUTPUT_DIR", str(output_dir)]
     flags = [item for item in extra if item.startswith("--")]
     overrides = [item for item in extra if not item.startswith("--")]
-    return default_argument_parser().parse_args(["--config-file", DEMO_CONFIG, *flags, *opts, *overrides])
+    return default_argument_parser().parse_args(
+        ["--config-file", DEMO_CONFIG, *flags, *opts, *overrides]
+    )
 
 
 def project_cfg(filename, *overrides):
@@ -75,7 +85,15 @@ def detectron2_voc_cfg(filename):
 
     cfg = get_cfg()
     add_imagescore_config(cfg)
-    cfg.merge_from_file(os.path.join(os.path.dirname(detectron2.__file__), "model_zoo", "configs", "PascalVOC-Detection", filename))
+    cfg.merge_from_file(
+        os.path.join(
+            os.path.dirname(detectron2.__file__),
+            "model_zoo",
+            "configs",
+            "PascalVOC-Detection",
+            filename,
+        )
+    )
     cfg.IMAGESCORE.WRAPPED_BACKBONE = cfg.MODEL.BACKBONE.NAME
     cfg.MODEL.BACKBONE.NAME = "build_imagescore_backbone"
     cfg.MODEL.WEIGHTS = ""
@@ -84,4 +102,11 @@ def detectron2_voc_cfg(filename):
 
 
 def slim_vgg_cfg(*overrides):
-    return project_cfg("Base-VGG16.yaml", "IMAGESCORE.VGG.WIDTH_DIVISOR", 8, "MODEL.ROI_BOX_HEAD.FC_DIM", 32, *overrides)
+    return project_cfg(
+        "Base-VGG16.yaml",
+        "IMAGESCORE.VGG.WIDTH_DIVISOR",
+        8,
+        "MODEL.ROI_BOX_HEAD.FC_DIM",
+        32,
+        *overrides,
+    )

@@ -7,6 +7,7 @@
 - the tools stay thin (their library code lives in the package);
 - test modules do not import one another (shared code is in conftest.py and helpers.py).
 """
+
 import ast
 from pathlib import Path
 
@@ -29,7 +30,10 @@ def module_name(path: Path) -> str:
 
 def package_modules():
     """``{dotted name: (path, is_package)}`` of every module under imagescore_det/."""
-    return {module_name(path): (path, path.name == "__init__.py") for path in sorted((REPO / PACKAGE).rglob("*.py"))}
+    return {
+        module_name(path): (path, path.name == "__init__.py")
+        for path in sorted((REPO / PACKAGE).rglob("*.py"))
+    }
 
 
 def imports_of(path: Path, name: str, is_package: bool):
@@ -67,7 +71,9 @@ def import_graph():
     for name, (path, is_package) in modules.items():
         edges = set()
         for target, names in imports_of(path, name, is_package):
-            found = [target] + ["%s.%s" % (target, item) for item in names if "%s.%s" % (target, item) in modules]
+            found = [target] + [
+                "%s.%s" % (target, item) for item in names if "%s.%s" % (target, item) in modules
+            ]
             for module in found:
                 edges.update(m for m in [module] + ancestors(module) if m in modules)
         own = set(ancestors(name)) | {name}
@@ -105,12 +111,22 @@ def test_the_graph_sees_relative_absolute_and_package_imports():
     graph = import_graph()
     assert len(graph) > 40
     # from ..structures import ScoredImage; from .passes import ...; from ..scoring import ...
-    assert {"imagescore_det.structures", "imagescore_det.detection.passes", "imagescore_det.scoring"} <= graph["imagescore_det.detection.modes"]
+    assert {
+        "imagescore_det.structures",
+        "imagescore_det.detection.passes",
+        "imagescore_det.scoring",
+    } <= graph["imagescore_det.detection.modes"]
     # from imagescore_det.scoring import constants: the package and its submodule
-    assert {"imagescore_det.scoring", "imagescore_det.scoring.constants"} <= graph["imagescore_det.config"]
+    assert {"imagescore_det.scoring", "imagescore_det.scoring.constants"} <= graph[
+        "imagescore_det.config"
+    ]
     # from imagescore_det.utils.detectron2_import import ...: the module and its package
-    assert {"imagescore_det.utils", "imagescore_det.utils.detectron2_import"} <= graph["imagescore_det.engine.hooks"]
-    assert "imagescore_det" not in graph["imagescore_det.engine.hooks"]  # its own package: already importing
+    assert {"imagescore_det.utils", "imagescore_det.utils.detectron2_import"} <= graph[
+        "imagescore_det.engine.hooks"
+    ]
+    assert (
+        "imagescore_det" not in graph["imagescore_det.engine.hooks"]
+    )  # its own package: already importing
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
@@ -152,7 +168,10 @@ def test_pure_subpackages_import_no_detectron2(subpackage):
 @pytest.mark.parametrize("tool", sorted(path.name for path in (REPO / "tools").glob("*.py")))
 def test_tools_are_thin(tool):
     lines = len((REPO / "tools" / tool).read_text().splitlines())
-    assert lines <= MAX_TOOL_LINES, "tools/%s has %d lines (at most %d: put library code in imagescore_det)" % (tool, lines, MAX_TOOL_LINES)
+    assert lines <= MAX_TOOL_LINES, (
+        "tools/%s has %d lines (at most %d: put library code in imagescore_det)"
+        % (tool, lines, MAX_TOOL_LINES)
+    )
 
 
 def imported_test_modules(source: str, test_modules):
@@ -164,13 +183,24 @@ def imported_test_modules(source: str, test_modules):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             names = [node.module or ""] + [alias.name for alias in node.names]
-        found += [name for name in names if name.split(".")[0] in test_modules or name.split(".")[-1] in test_modules]
+        found += [
+            name
+            for name in names
+            if name.split(".")[0] in test_modules or name.split(".")[-1] in test_modules
+        ]
     return found
 
 
 def test_test_modules_do_not_import_each_other():
     test_modules = {path.stem for path in TESTS.glob("test_*.py")}
-    assert imported_test_modules("from test_modeling import slim_vgg_cfg\nimport helpers\n", test_modules) == ["test_modeling"]
-    assert imported_test_modules("from . import test_engine\nfrom helpers import REPO\n", test_modules) == ["test_engine"]
-    found = {path.name: imported_test_modules(path.read_text(), test_modules) for path in sorted(TESTS.glob("*.py"))}
+    assert imported_test_modules(
+        "from test_modeling import slim_vgg_cfg\nimport helpers\n", test_modules
+    ) == ["test_modeling"]
+    assert imported_test_modules(
+        "from . import test_engine\nfrom helpers import REPO\n", test_modules
+    ) == ["test_engine"]
+    found = {
+        path.name: imported_test_modules(path.read_text(), test_modules)
+        for path in sorted(TESTS.glob("*.py"))
+    }
     assert not any(found.values()), {name: modules for name, modules in found.items() if modules}

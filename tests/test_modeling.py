@@ -29,7 +29,9 @@ pytestmark = pytest.mark.detectron2
 
 VGG_LAYERS = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
               "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3"]  # fmt: skip
-C4_LAYERS = ["stem"] + ["res%d.%d" % (stage, i) for stage, blocks in ((2, 3), (3, 4), (4, 6)) for i in range(blocks)]
+C4_LAYERS = ["stem"] + [
+    "res%d.%d" % (stage, i) for stage, blocks in ((2, 3), (3, 4), (4, 6)) for i in range(blocks)
+]
 FPN_LAYERS = ["bottom_up." + name for name in C4_LAYERS + ["res5.0", "res5.1", "res5.2"]]
 
 
@@ -67,7 +69,12 @@ def test_freeze_at_counts_vgg_stages(freeze_at, frozen):
     cfg = project_cfg("Base-VGG16.yaml", "MODEL.BACKBONE.FREEZE_AT", freeze_at)
     backbone = BACKBONE_REGISTRY.get("build_vgg16_backbone")(cfg, ShapeSpec(channels=3))
     assert backbone.output_shape() == {"vgg_conv5": ShapeSpec(channels=512, stride=16)}
-    assert sorted({name.split(".")[0] for name, p in backbone.named_parameters() if not p.requires_grad}) == frozen
+    assert (
+        sorted(
+            {name.split(".")[0] for name, p in backbone.named_parameters() if not p.requires_grad}
+        )
+        == frozen
+    )
 
 
 def test_width_divisor_must_divide_64():
@@ -167,7 +174,9 @@ def test_wrapper_forwards_like_its_backbone_and_records_per_image(kind):
     cfg = make_cfg()
     torch.manual_seed(0)
     wrapper = build_backbone(cfg).eval()
-    plain = BACKBONE_REGISTRY.get(cfg.IMAGESCORE.WRAPPED_BACKBONE)(cfg, ShapeSpec(channels=3)).eval()
+    plain = BACKBONE_REGISTRY.get(cfg.IMAGESCORE.WRAPPED_BACKBONE)(
+        cfg, ShapeSpec(channels=3)
+    ).eval()
     plain.load_state_dict(wrapper.body.state_dict())
     assert isinstance(wrapper, RecordingBackbone) and type(wrapper.body) is type(plain)
     assert wrapper.output_shape() == plain.output_shape()
@@ -229,7 +238,8 @@ def test_unknown_backbones_need_configured_layers():
 
 
 @pytest.mark.parametrize(
-    "filename,layers", [("faster_rcnn_R_50_C4.yaml", C4_LAYERS), ("faster_rcnn_R_50_FPN.yaml", FPN_LAYERS)]
+    "filename,layers",
+    [("faster_rcnn_R_50_C4.yaml", C4_LAYERS), ("faster_rcnn_R_50_FPN.yaml", FPN_LAYERS)],
 )
 def test_detectron2_voc_config_runs_inside_the_wrapper(filename, layers):
     cfg = detectron2_voc_cfg(filename)

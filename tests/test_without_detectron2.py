@@ -3,6 +3,7 @@
 Each check runs in a fresh interpreter in which ``import detectron2`` fails (``sys.modules`` entry set to
 None, Python's own way to block an import), so it holds whether or not Detectron2 is installed here.
 """
+
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,9 @@ BLOCK = "import sys; sys.modules['detectron2'] = None\n"
 
 
 def run_without_detectron2(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCK + code], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", BLOCK + code], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_core_and_classification_import_and_score():
@@ -49,16 +52,32 @@ def test_pure_detection_and_study_parts_import_and_work():
     assert result.stdout.split() == ["[-2.0,", "-9.0]", "2.0"]
 
 
-@pytest.mark.parametrize("module", ["imagescore_det.detection.ranking", "imagescore_det.structures", "imagescore_det.study.summary"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "imagescore_det.detection.ranking",
+        "imagescore_det.structures",
+        "imagescore_det.study.summary",
+    ],
+)
 def test_pure_module_imports_without_detectron2(module):
     result = run_without_detectron2(
         "import %s\n"
-        "assert not any(name.startswith('detectron2') for name, m in sys.modules.items() if m is not None)\n" % module
+        "assert not any(name.startswith('detectron2') for name, m in sys.modules.items() if m is not None)\n"
+        % module
     )
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("module", ["imagescore_det.config", "imagescore_det.modeling", "imagescore_det.engine", "imagescore_det.data.voc"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "imagescore_det.config",
+        "imagescore_det.modeling",
+        "imagescore_det.engine",
+        "imagescore_det.data.voc",
+    ],
+)
 def test_detectron2_parts_raise_one_import_error_with_the_guide(module):
     result = run_without_detectron2("import %s" % module)
     assert result.returncode != 0
@@ -66,7 +85,9 @@ def test_detectron2_parts_raise_one_import_error_with_the_guide(module):
     assert last_line.startswith("ImportError:") and INSTALL_GUIDE in last_line
 
 
-TOOLS = sorted(path.name for path in (Path(__file__).resolve().parent.parent / "tools").glob("*.py"))
+TOOLS = sorted(
+    path.name for path in (Path(__file__).resolve().parent.parent / "tools").glob("*.py")
+)
 
 
 @pytest.mark.parametrize("tool", TOOLS)
@@ -74,7 +95,8 @@ def test_every_tool_help_works_without_detectron2(tool):
     """A new user's first command: --help exits 0 and, for tools that need Detectron2, says so and how to get it."""
     path = Path(__file__).resolve().parent.parent / "tools" / tool
     result = run_without_detectron2(
-        "import runpy; sys.argv = [%r, '--help']; runpy.run_path(%r, run_name='__main__')" % (str(path), str(path))
+        "import runpy; sys.argv = [%r, '--help']; runpy.run_path(%r, run_name='__main__')"
+        % (str(path), str(path))
     )
     assert result.returncode == 0, result.stderr
     assert "usage:" in result.stdout or "needs Detectron2" in result.stdout
@@ -84,6 +106,9 @@ def test_every_tool_help_works_without_detectron2(tool):
 
 def test_tools_that_need_detectron2_say_so_without_help():
     path = Path(__file__).resolve().parent.parent / "tools" / "train_net.py"
-    result = run_without_detectron2("import runpy; sys.argv = [%r]; runpy.run_path(%r, run_name='__main__')" % (str(path), str(path)))
+    result = run_without_detectron2(
+        "import runpy; sys.argv = [%r]; runpy.run_path(%r, run_name='__main__')"
+        % (str(path), str(path))
+    )
     assert result.returncode != 0
     assert "ImportError" in result.stderr and "tools/setup_env.sh" in result.stderr
