@@ -3,6 +3,7 @@
 Models are random-initialised and tiny inputs are made by hand (no data set), so each test takes a
 few seconds; the R50 detectors keep few proposals for the same reason.
 """
+
 import math
 
 import numpy as np
@@ -12,35 +13,64 @@ import torch
 pytest.importorskip("detectron2")
 pytestmark = pytest.mark.detectron2
 
+from detectron2.data import MetadataCatalog  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
 from detectron2.structures import Boxes  # noqa: E402
+from helpers import detectron2_voc_cfg, project_cfg  # noqa: E402
 
-from imagescore_det.data.pseudo_labels import ScoredImage  # noqa: E402
-from imagescore_det.engine.box_quality import mean_and_sd  # noqa: E402
-from imagescore_det.engine.box_ranking import aggregate, box_ranking_values, rank_product  # noqa: E402
-from imagescore_det.engine.box_scoring import build_box_references, score_images_by_box  # noqa: E402
+from imagescore_det.detection.modes import BoxMode, ImageMode, build_references, score_images  # noqa: E402
+from imagescore_det.detection.ranking import aggregate, box_ranking_values, rank_product  # noqa: E402
+from imagescore_det.evaluation.mode_comparison import mean_and_sd  # noqa: E402
 from imagescore_det.modeling.box_recording import BoxRecorder, default_box_layers, to_input_boxes  # noqa: E402
 from imagescore_det.scoring import ClassReferences  # noqa: E402
-from test_modeling import detectron2_voc_cfg, project_cfg  # noqa: E402
+from imagescore_det.structures import ScoredImage  # noqa: E402
 
 CLASSES = ["square", "circle", "triangle"]
+#: The labelled set the box references are built for: only its class list is read (BoxMode takes it from the metadata).
+LABELLED = "test_box_mode_labelled"
+MetadataCatalog.get(LABELLED).set(thing_classes=CLASSES)
 FEW_PROPOSALS = ["MODEL.RPN.PRE_NMS_TOPK_TEST", 60, "MODEL.RPN.POST_NMS_TOPK_TEST", 30]
-DETECT_ANYTHING = ["MODEL.ROI_HEADS.NUM_CLASSES", 3, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0, "TEST.DETECTIONS_PER_IMAGE", 4]
+DETECT_ANYTHING = [
+    "MODEL.ROI_HEADS.NUM_CLASSES",
+    3,
+    "MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+    0.0,
+    "TEST.DETECTIONS_PER_IMAGE",
+    4,
+]
 # A quarter-width R50 whose random-initialised activations stay finite: inputs scaled to unit spread.
-SLIM_R50 = ["MODEL.RESNETS.WIDTH_PER_GROUP", 16, "MODEL.RESNETS.RES2_OUT_CHANNELS", 64, "MODEL.FPN.OUT_CHANNELS", 64,
-            "MODEL.ROI_BOX_HEAD.FC_DIM", 64, "MODEL.PIXEL_STD", [57.375, 57.12, 58.395]]
+SLIM_R50 = [
+    "MODEL.RESNETS.WIDTH_PER_GROUP",
+    16,
+    "MODEL.RESNETS.RES2_OUT_CHANNELS",
+    64,
+    "MODEL.FPN.OUT_CHANNELS",
+    64,
+    "MODEL.ROI_BOX_HEAD.FC_DIM",
+    64,
+    "MODEL.PIXEL_STD",
+    [57.375, 57.12, 58.395],
+]
+#: The scoring settings of these tests (the old keyword arguments): references per class, overlap formula, min aggregate.
+SCORING = ["IMAGESCORE.LABELLED_DATASETS", (LABELLED,), "IMAGESCORE.GRID", 4, "IMAGESCORE.THRESHOLD_RATIO", 0.5,
+           "IMAGESCORE.THRESHOLD_STAT", "max", "IMAGESCORE.FORMULA", "overlap", "IMAGESCORE.BOX.AGGREGATE", "min",
+           "IMAGESCORE.BOX.RANKING", "score"]  # fmt: skip
 
 
-def detector(kind):
-    """A random-initialised detector of 3 classes that reports its 4 best boxes, whatever their confidence."""
+def detector_and_cfg(kind, *overrides):
+    """A random-initialised detector of 3 classes that reports its 4 best boxes, whatever their confidence; and its config."""
     if kind == "vgg16":
-        cfg = project_cfg("Base-VGG16.yaml", "IMAGESCORE.VGG.WIDTH_DIVISOR", 8, "MODEL.ROI_BOX_HEAD.FC_DIM", 32)
+        cfg = project_cfg(
+            "Base-VGG16.yaml", "IMAGESCORE.VGG.WIDTH_DIVISOR", 8, "MODEL.ROI_BOX_HEAD.FC_DIM", 32
+        )
     else:
-        cfg = detectron2_voc_cfg({"r50_c4": "faster_rcnn_R_50_C4.yaml", "r50_fpn": "faster_rcnn_R_50_FPN.yaml"}[kind])
+        cfg = detectron2_voc_cfg(
+            {"r50_c4": "faster_rcnn_R_50_C4.yaml", "r50_fpn": "faster_rcnn_R_50_FPN.yaml"}[kind]
+        )
         cfg.merge_from_list(SLIM_R50)
-    cfg.merge_from_list(FEW_PROPOSALS + DETECT_ANYTHING)
+    cfg.merge_from_list(FEW_PROPOSALS + DETECT_ANYTHING + SCORING + list(overrides))
     torch.manual_seed(0)
-    return build_model(cfg).eval()
+    return build_model(cfg).eval(), cfg
 
 
 def inputs_and_truth(num_images, seed=0):
@@ -49,20 +79,32 @@ def inputs_and_truth(num_images, seed=0):
     inputs, truth = [], {}
     for i in range(num_images):
         image = torch.randint(0, 256, (3, 96, 120), generator=generator).float()
-        inputs.append({"image": image, "height": 192, "width": 240, "image_id": i, "file_name": "image%d.jpg" % i})
-        boxes = np.array([[10, 12, 90, 100], [100, 30, 230, 180], [40 + 10 * i, 60, 200, 150]], dtype=np.float64)
+        inputs.append(
+            {
+                "image": image,
+                "height": 192,
+                "width": 240,
+                "image_id": i,
+                "file_name": "image%d.jpg" % i,
+            }
+        )
+        boxes = np.array(
+            [[10, 12, 90, 100], [100, 30, 230, 180], [40 + 10 * i, 60, 200, 150]], dtype=np.float64
+        )
         truth[i] = (boxes, np.array([0, 1, 2 - i % 2]))
     return inputs, truth
 
 
 def batches(inputs):
-    return [[record] for record in inputs]  # one image per batch, as Detectron2's test loader gives them
+    return [
+        [record] for record in inputs
+    ]  # one image per batch, as Detectron2's test loader gives them
 
 
-def references_of(model, inputs, truth):
-    return build_box_references(
-        model, batches(inputs), truth, CLASSES, grid=4, threshold_ratio=0.5, threshold_stat="max", description="test"
-    )
+def references_of(model, cfg, inputs, truth):
+    return build_references(model, batches(inputs), [BoxMode(cfg, model, "test")], truth=truth)[
+        "box"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -74,27 +116,32 @@ def references_of(model, inputs, truth):
     ],
 )
 def test_box_mode_scores_every_pseudo_box_with_vgg16_c4_and_fpn(kind, layers):
-    model = detector(kind)
+    model, cfg = detector_and_cfg(kind)
     assert default_box_layers(model.roi_heads) == layers
     inputs, truth = inputs_and_truth(2)
-    references = references_of(model, inputs, truth)
+    scorer = BoxMode(cfg, model, "test")
+    references = build_references(model, batches(inputs), [scorer], truth=truth)["box"]
     assert sorted(references.references) == [0, 1, 2] and references.layers == layers
     assert references.metadata["examples_per_class"] == {"square": 2, "circle": 3, "triangle": 1}
 
-    images = score_images_by_box(model, batches(inputs), references, grid=4, formula="overlap", pseudo_score_thresh=0.0, aggregate="min")
+    images = score_images(
+        model, batches(inputs), [scorer], {"box": references}, pseudo_score_thresh=0.0
+    )
     assert [image.image_id for image in images] == [0, 1]
     assert sum(len(image.boxes) for image in images) > 0
-    for image in images:
+    values = scorer.ranking_values(references, images)  # BOX.RANKING score, BOX.AGGREGATE min
+    for image, value in zip(images, values):
         assert len(image.box_scores) == len(image.boxes) == len(image.classes)
         assert all(references.lowest_score < s <= 0.0 for s in image.box_scores)
-        assert image.score == (min(image.box_scores) if image.box_scores else references.lowest_score)
+        assert value == (min(image.box_scores) if image.box_scores else references.lowest_score)
+        assert math.isnan(image.image_score) and image.terms == {}  # box mode alone: no image score
 
 
 def test_reference_from_ground_truth_boxes_equals_one_built_by_hand():
     """Same ROI activations, recorded by hooks on the box head's modules while running its parts by hand."""
-    model = detector("vgg16")
+    model, cfg = detector_and_cfg("vgg16")
     inputs, truth = inputs_and_truth(3)
-    references = references_of(model, inputs, truth)
+    references = references_of(model, cfg, inputs, truth)
 
     heads = model.roi_heads
     rows = {c: [] for c in range(len(CLASSES))}
@@ -103,11 +150,20 @@ def test_reference_from_ground_truth_boxes_equals_one_built_by_hand():
             features = model.backbone(model.preprocess_image([record]).tensor)
             boxes, classes = truth[record["image_id"]]
             scale = torch.tensor([120 / 240, 96 / 192] * 2)  # input size / original size, x then y
-            pooled = heads.box_pooler([features[f] for f in heads.box_in_features], [Boxes(torch.tensor(boxes).float() * scale)])
+            pooled = heads.box_pooler(
+                [features[f] for f in heads.box_in_features],
+                [Boxes(torch.tensor(boxes).float() * scale)],
+            )
             fc6 = torch.relu(heads.box_head.fc1(pooled.flatten(1)))
             fc7 = torch.relu(heads.box_head.fc2(fc6))
             for row, c in enumerate(classes):
-                rows[int(c)].append({"box_pooler": pooled[row], "box_head.fc_relu1": fc6[row], "box_head.fc_relu2": fc7[row]})
+                rows[int(c)].append(
+                    {
+                        "box_pooler": pooled[row],
+                        "box_head.fc_relu1": fc6[row],
+                        "box_head.fc_relu2": fc7[row],
+                    }
+                )
 
     for c, examples in rows.items():
         reference = references.references[c]
@@ -118,17 +174,21 @@ def test_reference_from_ground_truth_boxes_equals_one_built_by_hand():
             assert torch.allclose(reference.mean[layer], mean, rtol=0, atol=1e-9)
             threshold = 0.5 * float(mean.max())
             assert reference.thresholds[layer] == pytest.approx(threshold, abs=1e-9)
-            assert torch.equal(reference.masks[layer], mean >= threshold) or bool(((mean - threshold).abs() < 1e-9).any())
+            assert torch.equal(reference.masks[layer], mean >= threshold) or bool(
+                ((mean - threshold).abs() < 1e-9).any()
+            )
 
 
 def test_box_scores_do_not_depend_on_the_other_detections_in_the_image():
-    model = detector("vgg16")
+    model, cfg = detector_and_cfg("vgg16")
     inputs, truth = inputs_and_truth(2)
-    references = references_of(model, inputs, truth)
+    references = references_of(model, cfg, inputs, truth)
     recorder = BoxRecorder(model, [])
-    boxes = to_input_boxes([[5, 5, 100, 120], [60, 40, 220, 170], [0, 0, 239, 191]], inputs[0], (96, 120))
+    boxes = to_input_boxes(
+        [[5, 5, 100, 120], [60, 40, 220, 170], [0, 0, 239, 191]], inputs[0], (96, 120)
+    )
     classes = [0, 1, 2]
-    with torch.no_grad(), recorder.capture():
+    with torch.no_grad(), recorder.recording():
         model([inputs[0]])
         together = recorder.record([boxes])
         alone = [recorder.record([boxes[i : i + 1]]) for i in range(3)]
@@ -141,16 +201,84 @@ def test_box_scores_do_not_depend_on_the_other_detections_in_the_image():
             assert torch.allclose(alone[i][layer][0], together[layer][i], rtol=1e-5, atol=1e-6)
         reference = references.references[classes[i]]
         on_threshold = any(
-            bool(((together[layer][i].double() - reference.thresholds[layer]).abs() < 1e-5).any()) for layer in reference.scored_layers
+            bool(((together[layer][i].double() - reference.thresholds[layer]).abs() < 1e-5).any())
+            for layer in reference.scored_layers
         )
         if not on_threshold:  # rounding can move only a unit that sits on its threshold
             assert float(references.score(alone[i], [classes[i]])[0]) == float(scores_together[i])
 
 
-def test_class_references_save_their_mode_and_classes(tmp_path):
-    model = detector("vgg16")
+def test_image_and_box_mode_share_one_forward_per_batch_and_score_as_alone():
+    """Both modes' recorders on the same forward pass: one model call per batch in each pass, and the
+    same scores as each mode run alone."""
+    model, cfg = detector_and_cfg("vgg16")
     inputs, truth = inputs_and_truth(2)
-    references = references_of(model, inputs, truth)
+    calls = []
+    model.register_forward_pre_hook(lambda module, args: calls.append(1))
+
+    def run(names):
+        scorers = [{"image": ImageMode, "box": BoxMode}[name](cfg, model, "test") for name in names]
+        calls.clear()
+        references = build_references(model, batches(inputs), scorers, truth=truth)
+        assert len(calls) == len(
+            inputs
+        )  # the reference pass: one forward per batch, whatever the modes
+        calls.clear()
+        images = score_images(model, batches(inputs), scorers, references, pseudo_score_thresh=0.0)
+        assert len(calls) == len(inputs)  # the scoring pass likewise
+        return references, images
+
+    references, both = run(["image", "box"])
+    assert sorted(references) == ["box", "image"] and isinstance(references["box"], ClassReferences)
+    _, image_alone = run(["image"])
+    _, box_alone = run(["box"])
+    for image, alone_i, alone_b in zip(both, image_alone, box_alone):
+        assert math.isfinite(image.image_score) and image.image_score == pytest.approx(
+            sum(image.terms.values())
+        )
+        assert (image.image_score, image.terms) == (alone_i.image_score, alone_i.terms)
+        assert image.box_scores == alone_b.box_scores and len(image.box_scores) == len(image.boxes)
+        assert math.isnan(
+            image.ranking_value
+        )  # set by score_unlabelled, from the configured mode, after the gather
+
+
+def test_box_mode_needs_no_recording_backbone_and_image_mode_says_it_does():
+    model, cfg = detector_and_cfg("vgg16", "MODEL.BACKBONE.NAME", "build_vgg16_backbone")
+    assert not hasattr(model.backbone, "recorder")
+    inputs, truth = inputs_and_truth(2)
+    references = references_of(model, cfg, inputs, truth)
+    assert references.metadata["examples_per_class"] == {"square": 2, "circle": 3, "triangle": 1}
+    with pytest.raises(
+        ValueError,
+        match="cannot record activations: set MODEL.BACKBONE.NAME to build_imagescore_backbone",
+    ):
+        ImageMode(cfg, model, "test")
+
+
+def test_box_layers_off_the_box_feature_path_and_bad_settings_are_refused_before_any_pass():
+    model, cfg = detector_and_cfg("vgg16")
+    with pytest.raises(
+        ValueError,
+        match=r"IMAGESCORE.BOX.LAYERS \['box_predictor.cls_score'\] are not on the box feature path",
+    ):
+        BoxRecorder(model, ["box_predictor.cls_score"])
+    assert BoxRecorder(model, ["box_head.fc1"]).layers == ["box_head.fc1"]
+    cfg.IMAGESCORE.BOX.LAYERS = ["box_predictor"]
+    with pytest.raises(ValueError, match="not on the box feature path"):
+        BoxMode(cfg, model, "test")
+    cfg.IMAGESCORE.BOX.LAYERS = []
+    for key, value in (("AGGREGATE", "max"), ("RANKING", "product")):
+        bad = cfg.clone()
+        bad.IMAGESCORE.BOX[key] = value
+        with pytest.raises(ValueError, match="IMAGESCORE.BOX.%s must be one of" % key):
+            BoxMode(bad, model, "test")
+
+
+def test_class_references_save_their_mode_and_classes(tmp_path):
+    model, cfg = detector_and_cfg("vgg16")
+    inputs, truth = inputs_and_truth(2)
+    references = references_of(model, cfg, inputs, truth)
     path = str(tmp_path / "box_references.pt")
     references.save(path)
     loaded = ClassReferences.load(path, mode="box", class_names=CLASSES)
@@ -164,14 +292,33 @@ def test_class_references_save_their_mode_and_classes(tmp_path):
 
 
 def scored(image_id, box_scores, confidences):
-    return ScoredImage(image_id, "%s.jpg" % image_id, 10, 10, 0.0, {}, 0.0, [[0, 0, 1, 1]] * len(confidences),
-                       [0] * len(confidences), list(confidences), box_scores=list(box_scores))
+    return ScoredImage(
+        image_id,
+        "%s.jpg" % image_id,
+        10,
+        10,
+        [[0, 0, 1, 1]] * len(confidences),
+        [0] * len(confidences),
+        list(confidences),
+        box_scores=list(box_scores),
+    )
 
 
 def test_rankings_aggregate_boxes_and_put_images_without_boxes_last():
-    images = [scored("a", [-1.0, -3.0], [0.9, 0.6]), scored("b", [-2.0], [0.8]), scored("c", [], [])]
-    assert aggregate([-1.0, -3.0], "min", empty=-9) == -3.0 and aggregate([-1.0, -3.0], "mean", empty=-9) == -2.0
-    assert box_ranking_values(images, "score", "min", empty_score=-100.0).tolist() == [-3.0, -2.0, -100.0]
+    images = [
+        scored("a", [-1.0, -3.0], [0.9, 0.6]),
+        scored("b", [-2.0], [0.8]),
+        scored("c", [], []),
+    ]
+    assert (
+        aggregate([-1.0, -3.0], "min", empty=-9) == -3.0
+        and aggregate([-1.0, -3.0], "mean", empty=-9) == -2.0
+    )
+    assert box_ranking_values(images, "score", "min", empty_score=-100.0).tolist() == [
+        -3.0,
+        -2.0,
+        -100.0,
+    ]
     # Box ranks (of 3): -1 -> 3, -3 -> 1, -2 -> 2; confidence ranks: 0.9 -> 3, 0.6 -> 1, 0.8 -> 2.
     products = rank_product(images)
     assert [p.tolist() for p in products] == [[1.0, 1 / 9], [4 / 9], []]
@@ -184,12 +331,24 @@ def test_rankings_aggregate_boxes_and_put_images_without_boxes_last():
 
 def test_mean_and_sd_over_teachers_match_rows_by_key_and_skip_undefined_cells():
     tables = [
-        [{"strategy": "box", "precision": 0.8, "images": 3}, {"strategy": "random", "precision": float("nan"), "images": 3}],
-        [{"strategy": "box", "precision": 0.6, "images": 5}, {"strategy": "random", "precision": 0.5, "images": 3}],
+        [
+            {"strategy": "box", "precision": 0.8, "images": 3},
+            {"strategy": "random", "precision": float("nan"), "images": 3},
+        ],
+        [
+            {"strategy": "box", "precision": 0.6, "images": 5},
+            {"strategy": "random", "precision": 0.5, "images": 3},
+        ],
     ]
     box, random = mean_and_sd(tables, "strategy")
-    assert box["n"] == 2 and box["precision_mean"] == pytest.approx(0.7) and box["precision_sd"] == pytest.approx(math.sqrt(0.02))
+    assert (
+        box["n"] == 2
+        and box["precision_mean"] == pytest.approx(0.7)
+        and box["precision_sd"] == pytest.approx(math.sqrt(0.02))
+    )
     assert (box["images_mean"], box["images_sd"]) == (4.0, pytest.approx(math.sqrt(2)))
-    assert random["precision_mean"] == 0.5 and math.isnan(random["precision_sd"])  # one defined value: no spread
+    assert random["precision_mean"] == 0.5 and math.isnan(
+        random["precision_sd"]
+    )  # one defined value: no spread
     with pytest.raises(ValueError, match="different rows"):
         mean_and_sd([tables[0], tables[1][::-1]], "strategy")

@@ -1,4 +1,5 @@
 """Model assembly: claims, highest image score, base model fallback."""
+
 import numpy as np
 import pytest
 
@@ -14,9 +15,14 @@ def test_image_claimed_by_two_models_takes_the_label_of_the_higher_score():
 
 
 def test_unclaimed_image_takes_the_base_models_label():
-    predictions = np.array([[1, 0], [0, 1]])  # model 0 says 1, model 1 says 0 for image 0: neither claims it
+    predictions = np.array(
+        [[1, 0], [0, 1]]
+    )  # model 0 says 1, model 1 says 0 for image 0: neither claims it
     labels = assemble_predictions(predictions, np.zeros((2, 2)), np.array([7, 7]))
-    assert labels.tolist() == [7, 0]  # image 1: model 0 claims class 0 (model 1 claims class 1 too, equal score -> first)
+    assert labels.tolist() == [
+        7,
+        0,
+    ]  # image 1: model 0 claims class 0 (model 1 claims class 1 too, equal score -> first)
 
 
 def test_single_claim_wins_over_base_and_boosted_classes_map_models_to_classes():

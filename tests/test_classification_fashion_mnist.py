@@ -1,4 +1,5 @@
 """Fashion-MNIST through torchvision's reader, from tiny gzipped IDX files in the Debian package's layout."""
+
 import gzip
 import os
 import struct
@@ -10,13 +11,22 @@ from imagescore_det.classification import load_classification_config, load_split
 from imagescore_det.classification.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+NAMES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
 
 
 def idx_bytes(array: np.ndarray) -> bytes:
     """The IDX format: two zero bytes, type 0x08 (unsigned byte), the number of dimensions, each size as a
     big-endian int32, then the data in row-major order."""
-    return struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(">%dI" % array.ndim, *array.shape) + array.astype(np.uint8).tobytes()
+    return (
+        struct.pack(">HBB", 0, 0x08, array.ndim)
+        + struct.pack(">%dI" % array.ndim, *array.shape)
+        + array.astype(np.uint8).tobytes()
+    )
 
 
 def write_tiny_fashion_mnist(folder, per_class_train=10, per_class_test=2):
@@ -38,7 +48,9 @@ def write_tiny_fashion_mnist(folder, per_class_train=10, per_class_test=2):
 
 def fashion_cfg(root, cache, *opts):
     path = os.path.join(REPO, "configs", "classification", "fashion_mnist_vgg.yaml")
-    return load_classification_config(path, ["DATA.ROOT", str(root), "DATA.CACHE_DIR", str(cache), *opts])
+    return load_classification_config(
+        path, ["DATA.ROOT", str(root), "DATA.CACHE_DIR", str(cache), *opts]
+    )
 
 
 def test_split_has_the_papers_proportions_and_reads_every_image_right(tmp_path):
@@ -49,8 +61,14 @@ def test_split_has_the_papers_proportions_and_reads_every_image_right(tmp_path):
     assert np.bincount(split.additional.labels.numpy()).tolist() == [4] * 10
     assert split.class_names[0] == "T-shirt/top" and split.num_classes == 10
     assert not set(split.labelled.ids) & set(split.additional.ids)
-    assert sorted(np.concatenate([split.labelled.ids, split.additional.ids]).tolist()) == list(range(100))
-    for part, labels, offset in ((split.labelled, train_labels, 0), (split.additional, train_labels, 0), (split.test, test_labels, 60000)):
+    assert sorted(np.concatenate([split.labelled.ids, split.additional.ids]).tolist()) == list(
+        range(100)
+    )
+    for part, labels, offset in (
+        (split.labelled, train_labels, 0),
+        (split.additional, train_labels, 0),
+        (split.test, test_labels, 60000),
+    ):
         assert part.images.shape[1:] == (1, 28, 28)
         pixels = part.images.numpy() * FASHION_MNIST_STD + FASHION_MNIST_MEAN
         value = (part.ids - offset + (100 if offset else 0)) % 256
@@ -66,8 +84,12 @@ def test_split_is_fixed_by_the_split_seed_and_reads_an_unpacked_root_directly(tm
     write_tiny_fashion_mnist(tmp_path / "package")
     first = load_split(fashion_cfg(tmp_path / "package", tmp_path / "cache"))
     again = load_split(fashion_cfg(tmp_path / "package", tmp_path / "cache2"))
-    unpacked = load_split(fashion_cfg(tmp_path / "cache", tmp_path / "unused"))  # holds FashionMNIST/raw/ already
-    other = load_split(fashion_cfg(tmp_path / "package", tmp_path / "cache", "DATA.SPLIT_SEED", "1"))
+    unpacked = load_split(
+        fashion_cfg(tmp_path / "cache", tmp_path / "unused")
+    )  # holds FashionMNIST/raw/ already
+    other = load_split(
+        fashion_cfg(tmp_path / "package", tmp_path / "cache", "DATA.SPLIT_SEED", "1")
+    )
     for split in (again, unpacked):
         assert np.array_equal(first.labelled.ids, split.labelled.ids)
         assert np.array_equal(first.additional.ids, split.additional.ids)
@@ -77,7 +99,9 @@ def test_split_is_fixed_by_the_split_seed_and_reads_an_unpacked_root_directly(tm
 
 
 def test_missing_data_names_the_folder_and_the_debian_package(tmp_path):
-    with pytest.raises(ValueError, match="%s.*train-images-idx3-ubyte.gz.*dataset-fashion-mnist" % tmp_path):
+    with pytest.raises(
+        ValueError, match="%s.*train-images-idx3-ubyte.gz.*dataset-fashion-mnist" % tmp_path
+    ):
         load_split(fashion_cfg(tmp_path, tmp_path / "cache"))
 
 
@@ -86,7 +110,9 @@ def test_damaged_file_is_named(tmp_path, damage):
     write_tiny_fashion_mnist(tmp_path / "package")
     path = tmp_path / "package" / "t10k-images-idx3-ubyte.gz"
     data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2] if damage == "truncated" else data[:20] + b"\x00" * 40 + data[60:])
+    path.write_bytes(
+        data[: len(data) // 2] if damage == "truncated" else data[:20] + b"\x00" * 40 + data[60:]
+    )
     with pytest.raises(ValueError, match="t10k-images-idx3-ubyte.gz"):
         load_split(fashion_cfg(tmp_path / "package", tmp_path / "cache"))
     assert not (tmp_path / "cache" / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte").exists()

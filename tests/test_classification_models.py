@@ -1,4 +1,5 @@
 """Small-input classifiers and the layers the image score records from them."""
+
 import pytest
 import torch
 from torch import nn
@@ -9,9 +10,17 @@ from imagescore_det.scoring import ActivationRecorder
 
 @pytest.mark.parametrize(
     "name, in_channels, size, num_layers",
-    [("small_cnn", 1, 8, 5), ("vgg_small", 1, 28, 9), ("vgg16", 3, 32, 16), ("vgg16_bn", 3, 32, 16), ("resnet18", 3, 32, 10)],
+    [
+        ("small_cnn", 1, 8, 5),
+        ("vgg_small", 1, 28, 9),
+        ("vgg16", 3, 32, 16),
+        ("vgg16_bn", 3, 32, 16),
+        ("resnet18", 3, 32, 10),
+    ],
 )
-def test_recorded_layers_give_one_activation_per_image_ending_with_the_logits(name, in_channels, size, num_layers):
+def test_recorded_layers_give_one_activation_per_image_ending_with_the_logits(
+    name, in_channels, size, num_layers
+):
     torch.manual_seed(0)
     model = build_model(name, 10, in_channels).eval()
     layers = recorded_layers(model)
@@ -30,15 +39,28 @@ def test_recorded_layers_give_one_activation_per_image_ending_with_the_logits(na
 
 def test_resnet_records_the_stem_and_every_block():
     layers = recorded_layers(build_model("resnet18", 10, 3))
-    assert layers == ["relu"] + ["layer%d.%d" % (s, b) for s in range(1, 5) for b in range(2)] + ["fc"]
+    assert layers == ["relu"] + ["layer%d.%d" % (s, b) for s in range(1, 5) for b in range(2)] + [
+        "fc"
+    ]
 
 
 def test_narrow_resnet18_keeps_the_block_structure_with_scaled_widths_and_a_strided_stem():
     model = build_model("resnet18", 10, 1, width=8, stem_stride=2).eval()
     reference = build_model("resnet18", 10, 1)
-    names = lambda m: [name for name, module in m.named_modules() if isinstance(module, (nn.Conv2d, nn.BatchNorm2d))]
+
+    def names(m):
+        return [
+            name
+            for name, module in m.named_modules()
+            if isinstance(module, (nn.Conv2d, nn.BatchNorm2d))
+        ]
+
     assert names(model) == names(reference)  # same layers, same names, so the same recorded layers
-    assert [model.layer1[0].conv1.out_channels, model.layer4[1].conv2.out_channels, model.fc.in_features] == [8, 64, 64]
+    assert [
+        model.layer1[0].conv1.out_channels,
+        model.layer4[1].conv2.out_channels,
+        model.fc.in_features,
+    ] == [8, 64, 64]
     recorder = ActivationRecorder(model, recorded_layers(model), grid=0)
     with torch.inference_mode(), recorder:
         model(torch.randn(2, 1, 28, 28))

@@ -1,4 +1,5 @@
 """Per-class references and alpha_c selection on real digits with a (briefly) trained small CNN."""
+
 import copy
 import dataclasses
 import math
@@ -32,24 +33,39 @@ ALPHAS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.3, 0.3, 0.25, 0.15, 1.0]
 @pytest.fixture(scope="module")
 def trained():
     torch.set_num_threads(1)
-    split = load_split(load_classification_config(os.path.join(REPO, "configs", "classification", "digits.yaml")))
+    split = load_split(
+        load_classification_config(os.path.join(REPO, "configs", "classification", "digits.yaml"))
+    )
     seed_everything(0)
     model = build_model("small_cnn", split.num_classes, 1)
     state = TrainingState.create(model, lr=3e-3)
     generator = torch.Generator().manual_seed(0)
     for _ in range(2):
-        train_epoch(state, [split.labelled.images], [split.labelled.labels], batch_size=64, generator=generator, device=CPU)
+        train_epoch(
+            state,
+            [split.labelled.images],
+            [split.labelled.labels],
+            batch_size=64,
+            generator=generator,
+            device=CPU,
+        )
     return split, model, recorded_layers(model)
 
 
 def references_and_predictions(split, model, layers, batch_size=256):
-    references = build_class_references(model, layers, split.labelled, split.num_classes, batch_size=batch_size, device=CPU)
-    return references, predict_and_score(model, layers, references, split.additional, batch_size=batch_size, device=CPU)
+    references = build_class_references(
+        model, layers, split.labelled, split.num_classes, batch_size=batch_size, device=CPU
+    )
+    return references, predict_and_score(
+        model, layers, references, split.additional, batch_size=batch_size, device=CPU
+    )
 
 
 def test_class_reference_is_built_from_that_class_only_across_batches(trained):
     split, model, layers = trained
-    references = build_class_references(model, layers, split.labelled, split.num_classes, batch_size=37, device=CPU)
+    references = build_class_references(
+        model, layers, split.labelled, split.num_classes, batch_size=37, device=CPU
+    )
     cls = 3
     images = split.labelled.images[split.labelled.labels == cls]
     recorder = ActivationRecorder(model, layers, grid=0)
@@ -59,17 +75,25 @@ def test_class_reference_is_built_from_that_class_only_across_batches(trained):
     assert references[cls].metadata["num_images"] == len(images)
     for layer in layers:
         assert torch.allclose(references[cls].mean[layer], direct.mean[layer], atol=1e-9)
-    assert not torch.allclose(references[cls].mean[layers[-1]], references[cls + 1].mean[layers[-1]])
+    assert not torch.allclose(
+        references[cls].mean[layers[-1]], references[cls + 1].mean[layers[-1]]
+    )
 
 
 def test_references_of_some_classes_pass_only_their_images_and_leave_other_scores_nan(trained):
     split, model, layers = trained
     full, full_predictions = references_and_predictions(split, model, layers)
-    some = build_class_references(model, layers, split.labelled, split.num_classes, batch_size=256, device=CPU, classes=[5, 3])
-    assert sorted(some) == [3, 5] and some[3].metadata["num_images"] == full[3].metadata["num_images"]
+    some = build_class_references(
+        model, layers, split.labelled, split.num_classes, batch_size=256, device=CPU, classes=[5, 3]
+    )
+    assert (
+        sorted(some) == [3, 5] and some[3].metadata["num_images"] == full[3].metadata["num_images"]
+    )
     for layer in layers:  # other batches through the model: equal up to float rounding, as above
         assert torch.allclose(some[3].mean[layer], full[3].mean[layer], atol=1e-9)
-    predictions = predict_and_score(model, layers, some, split.additional, batch_size=256, device=CPU)
+    predictions = predict_and_score(
+        model, layers, some, split.additional, batch_size=256, device=CPU
+    )
     assert np.array_equal(predictions.labels, full_predictions.labels)
     assert np.array_equal(predictions.confidence, full_predictions.confidence)
     scored = np.isin(predictions.labels, [3, 5])
@@ -84,14 +108,18 @@ def test_class_without_labelled_images_is_refused(trained):
     split, model, layers = trained
     without_seven = split.labelled.subset(np.flatnonzero(split.labelled.labels.numpy() != 7))
     with pytest.raises(ValueError, match="class 7"):
-        build_class_references(model, layers, without_seven, split.num_classes, batch_size=256, device=CPU)
+        build_class_references(
+            model, layers, without_seven, split.num_classes, batch_size=256, device=CPU
+        )
 
 
 def in_float64(split, model):
     """The same model and images in float64, where batch sizes change results by ~1e-15 on any CPU:
     no unit sits close enough to its threshold to flip (in float32 ~1e-7 can flip one on some CPUs)."""
     as64 = lambda part: dataclasses.replace(part, images=part.images.double())  # noqa: E731
-    split64 = dataclasses.replace(split, labelled=as64(split.labelled), additional=as64(split.additional))
+    split64 = dataclasses.replace(
+        split, labelled=as64(split.labelled), additional=as64(split.additional)
+    )
     return split64, copy.deepcopy(model).double()
 
 
@@ -113,15 +141,23 @@ def test_predictions_score_each_image_against_its_predicted_class_independent_of
         one = {name: act[i : i + 1] for name, act in acts.items()}
         assert predictions.labels[i] == label
         assert predictions.scores[i] == pytest.approx(float(references[label].score(one)[0]))
-        assert predictions.confidence[i] == pytest.approx(float(torch.softmax(logits[i], 0).max()), abs=1e-6)
-    assert (predictions.scores <= 0).all() and ((predictions.confidence > 0.1) & (predictions.confidence <= 1)).all()
+        assert predictions.confidence[i] == pytest.approx(
+            float(torch.softmax(logits[i], 0).max()), abs=1e-6
+        )
+    assert (predictions.scores <= 0).all() and (
+        (predictions.confidence > 0.1) & (predictions.confidence <= 1)
+    ).all()
 
 
 def test_selection_is_deterministic_for_a_fixed_model_and_data(trained):
     split, model, layers = trained
     for mode in ("imagescore", "softmax"):
-        first = select_additional(mode, references_and_predictions(split, model, layers)[1], ALPHAS, split.additional.ids)
-        second = select_additional(mode, references_and_predictions(split, model, layers)[1], ALPHAS, split.additional.ids)
+        first = select_additional(
+            mode, references_and_predictions(split, model, layers)[1], ALPHAS, split.additional.ids
+        )
+        second = select_additional(
+            mode, references_and_predictions(split, model, layers)[1], ALPHAS, split.additional.ids
+        )
         assert first.keys() == second.keys()
         assert all(np.array_equal(first[c], second[c]) for c in first)
 
@@ -157,17 +193,28 @@ def test_softmax_and_imagescore_select_from_the_same_candidates(trained):
         if len(rest) and len(by_softmax[c]):
             assert predictions.confidence[by_softmax[c]].min() >= predictions.confidence[rest].max()
         differs |= set(by_score[c].tolist()) != set(by_softmax[c].tolist())
-    assert differs, "the two rankings chose identical images everywhere: the test would not tell them apart"
+    assert differs, (
+        "the two rankings chose identical images everywhere: the test would not tell them apart"
+    )
 
 
 def test_no_selection_and_boosted_alphas():
     predictions = Predictions(np.array([0, 1, 1, 2]), np.ones(4), np.zeros(4))
-    assert all(len(v) == 0 for v in select_additional("none", predictions, [0.5] * 3, np.arange(4)).values())
+    assert all(
+        len(v) == 0
+        for v in select_additional("none", predictions, [0.5] * 3, np.arange(4)).values()
+    )
     assert boost_alphas([0.2, 0.3, 0.4], 1) == [0.0, 0.3, 0.0]
-    boosted = select_additional("imagescore", predictions, boost_alphas([1.0, 1.0, 1.0], 1), np.arange(4))
+    boosted = select_additional(
+        "imagescore", predictions, boost_alphas([1.0, 1.0, 1.0], 1), np.arange(4)
+    )
     assert [len(boosted[c]) for c in range(3)] == [0, 2, 0]
-    only_class_one_scored = Predictions(np.array([0, 1, 1, 2]), np.ones(4), np.array([np.nan, -2.0, -1.0, np.nan]))
-    boosted = select_additional("imagescore", only_class_one_scored, boost_alphas([0.5, 0.5, 0.5], 1), np.arange(4))
+    only_class_one_scored = Predictions(
+        np.array([0, 1, 1, 2]), np.ones(4), np.array([np.nan, -2.0, -1.0, np.nan])
+    )
+    boosted = select_additional(
+        "imagescore", only_class_one_scored, boost_alphas([0.5, 0.5, 0.5], 1), np.arange(4)
+    )
     assert boosted[1].tolist() == [2] and len(boosted[0]) == len(boosted[2]) == 0
     with pytest.raises(ValueError, match="selection mode"):
         select_additional("random", predictions, [0.5] * 3, np.arange(4))

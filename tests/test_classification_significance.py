@@ -1,4 +1,5 @@
 """The bootstrap test against cases with a known answer."""
+
 import numpy as np
 import pytest
 
@@ -13,7 +14,9 @@ def test_identical_samples_give_one_half():
     rng = np.random.default_rng(1)
     sample = correctness(rng, 0.8, (5, 200))
     assert bootstrap_p_value(sample, sample.copy()) == pytest.approx(0.5)
-    assert bootstrap_p_value(sample, sample.copy(), groups=np.arange(200) % 10) == pytest.approx(0.5)
+    assert bootstrap_p_value(sample, sample.copy(), groups=np.arange(200) % 10) == pytest.approx(
+        0.5
+    )
 
 
 def test_large_shift_is_significant_and_its_reverse_is_not():
@@ -48,7 +51,9 @@ def test_fixed_seed_repeats_and_groups_weight_classes_equally():
     rng = np.random.default_rng(5)
     baseline = correctness(rng, 0.7, (5, 120))
     treatment = correctness(rng, 0.75, (5, 120))
-    assert bootstrap_p_value(baseline, treatment, seed=7) == bootstrap_p_value(baseline, treatment, seed=7)
+    assert bootstrap_p_value(baseline, treatment, seed=7) == bootstrap_p_value(
+        baseline, treatment, seed=7
+    )
     # A small class gains everything, a large class loses a little: pooled over images the treatment
     # is worse, in mean per-class accuracy (each class weighted equally) it is better.
     groups = np.r_[np.zeros(10, int), np.ones(110, int)]

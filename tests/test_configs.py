@@ -26,13 +26,17 @@ CONFIG_FILES = sorted(
 
 
 def test_configs_exist():
-    assert {"Base-VGG16.yaml", "Base-R50-C4.yaml"} <= {os.path.basename(path) for path in CONFIG_FILES}
+    assert {"Base-VGG16.yaml", "Base-R50-C4.yaml"} <= {
+        os.path.basename(path) for path in CONFIG_FILES
+    }
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda path: os.path.relpath(path, CONFIG_DIR))
 def test_config_loads_and_builds_a_model(path):
     with open(path) as f:
-        assert f.readline().startswith("#"), "%s should start with a comment saying what it is" % path
+        assert f.readline().startswith("#"), (
+            "%s should start with a comment saying what it is" % path
+        )
     cfg = get_cfg()
     add_imagescore_config(cfg)
     cfg.merge_from_file(path)  # unknown keys or wrong types raise here

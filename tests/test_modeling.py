@@ -10,9 +10,9 @@ detectron2 = pytest.importorskip("detectron2")
 torchvision = pytest.importorskip("torchvision")
 
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
-from detectron2.config import get_cfg  # noqa: E402
 from detectron2.layers import ShapeSpec  # noqa: E402
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone, build_backbone, build_model  # noqa: E402
+from helpers import REPO, detectron2_voc_cfg, project_cfg, slim_vgg_cfg  # noqa: E402
 
 import imagescore_det  # noqa: E402
 from imagescore_det.config import add_imagescore_config  # noqa: E402
@@ -27,37 +27,12 @@ from imagescore_det.scoring import ActivationRecorder  # noqa: E402
 
 pytestmark = pytest.mark.detectron2
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-D2_VOC_CONFIGS = os.path.join(os.path.dirname(detectron2.__file__), "model_zoo", "configs", "PascalVOC-Detection")
 VGG_LAYERS = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
               "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3"]  # fmt: skip
-C4_LAYERS = ["stem"] + ["res%d.%d" % (stage, i) for stage, blocks in ((2, 3), (3, 4), (4, 6)) for i in range(blocks)]
+C4_LAYERS = ["stem"] + [
+    "res%d.%d" % (stage, i) for stage, blocks in ((2, 3), (3, 4), (4, 6)) for i in range(blocks)
+]
 FPN_LAYERS = ["bottom_up." + name for name in C4_LAYERS + ["res5.0", "res5.1", "res5.2"]]
-
-
-def project_cfg(filename, *overrides):
-    """A config from this repository's configs/, on CPU, with ``KEY, value`` overrides."""
-    cfg = get_cfg()
-    add_imagescore_config(cfg)
-    cfg.merge_from_file(os.path.join(REPO, "configs", filename))
-    cfg.merge_from_list(["MODEL.DEVICE", "cpu", *overrides])
-    return cfg
-
-
-def detectron2_voc_cfg(filename):
-    """Detectron2's own PascalVOC config with its backbone moved inside the recording wrapper."""
-    cfg = get_cfg()
-    add_imagescore_config(cfg)
-    cfg.merge_from_file(os.path.join(D2_VOC_CONFIGS, filename))
-    cfg.IMAGESCORE.WRAPPED_BACKBONE = cfg.MODEL.BACKBONE.NAME
-    cfg.MODEL.BACKBONE.NAME = "build_imagescore_backbone"
-    cfg.MODEL.WEIGHTS = ""
-    cfg.MODEL.DEVICE = "cpu"
-    return cfg
-
-
-def slim_vgg_cfg():
-    return project_cfg("Base-VGG16.yaml", "IMAGESCORE.VGG.WIDTH_DIVISOR", 8, "MODEL.ROI_BOX_HEAD.FC_DIM", 32)
 
 
 def hook_count(module):
@@ -94,7 +69,12 @@ def test_freeze_at_counts_vgg_stages(freeze_at, frozen):
     cfg = project_cfg("Base-VGG16.yaml", "MODEL.BACKBONE.FREEZE_AT", freeze_at)
     backbone = BACKBONE_REGISTRY.get("build_vgg16_backbone")(cfg, ShapeSpec(channels=3))
     assert backbone.output_shape() == {"vgg_conv5": ShapeSpec(channels=512, stride=16)}
-    assert sorted({name.split(".")[0] for name, p in backbone.named_parameters() if not p.requires_grad}) == frozen
+    assert (
+        sorted(
+            {name.split(".")[0] for name, p in backbone.named_parameters() if not p.requires_grad}
+        )
+        == frozen
+    )
 
 
 def test_width_divisor_must_divide_64():
@@ -194,7 +174,9 @@ def test_wrapper_forwards_like_its_backbone_and_records_per_image(kind):
     cfg = make_cfg()
     torch.manual_seed(0)
     wrapper = build_backbone(cfg).eval()
-    plain = BACKBONE_REGISTRY.get(cfg.IMAGESCORE.WRAPPED_BACKBONE)(cfg, ShapeSpec(channels=3)).eval()
+    plain = BACKBONE_REGISTRY.get(cfg.IMAGESCORE.WRAPPED_BACKBONE)(
+        cfg, ShapeSpec(channels=3)
+    ).eval()
     plain.load_state_dict(wrapper.body.state_dict())
     assert isinstance(wrapper, RecordingBackbone) and type(wrapper.body) is type(plain)
     assert wrapper.output_shape() == plain.output_shape()
@@ -256,7 +238,8 @@ def test_unknown_backbones_need_configured_layers():
 
 
 @pytest.mark.parametrize(
-    "filename,layers", [("faster_rcnn_R_50_C4.yaml", C4_LAYERS), ("faster_rcnn_R_50_FPN.yaml", FPN_LAYERS)]
+    "filename,layers",
+    [("faster_rcnn_R_50_C4.yaml", C4_LAYERS), ("faster_rcnn_R_50_FPN.yaml", FPN_LAYERS)],
 )
 def test_detectron2_voc_config_runs_inside_the_wrapper(filename, layers):
     cfg = detectron2_voc_cfg(filename)

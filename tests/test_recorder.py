@@ -1,11 +1,16 @@
 """ActivationRecorder: hooks only inside the block, names checked, padding cropped before pooling."""
+
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-import torch.nn.functional as F
-
-from imagescore_det.scoring import ActivationRecorder, ReferenceBuilder, adaptive_average_pool, recordable_layers
+from imagescore_det.scoring import (
+    ActivationRecorder,
+    ReferenceBuilder,
+    adaptive_average_pool,
+    recordable_layers,
+)
 
 
 def padding_neutral_net(dtype=torch.float32):
@@ -15,14 +20,18 @@ def padding_neutral_net(dtype=torch.float32):
     stride-aligned image, which stride-1 stacks like VGG16's do not.
     """
     torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1, bias=False),
-        nn.ReLU(),
-        nn.Conv2d(8, 8, 3, stride=2, padding=1, bias=False),
-        nn.ReLU(),
-        nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False),
-        nn.ReLU(),
-    ).to(dtype).eval()
+    return (
+        nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1, bias=False),
+            nn.ReLU(),
+            nn.Conv2d(8, 8, 3, stride=2, padding=1, bias=False),
+            nn.ReLU(),
+            nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False),
+            nn.ReLU(),
+        )
+        .to(dtype)
+        .eval()
+    )
 
 
 LAYERS = ["1", "3", "5"]
@@ -59,7 +68,10 @@ def test_image_scores_the_same_alone_in_a_batch_and_padded():
     reference = ReferenceBuilder(grid=4).update(padded).finalize()
     for index, acts in enumerate(alone):
         for layer in LAYERS:
-            assert torch.allclose(acts[layer][0], padded[layer][index], rtol=0, atol=1e-12), (index, layer)
+            assert torch.allclose(acts[layer][0], padded[layer][index], rtol=0, atol=1e-12), (
+                index,
+                layer,
+            )
     alone_scores = torch.cat([reference.score(acts) for acts in alone])
     assert torch.equal(alone_scores, reference.score(padded))
     # a larger canvas (more padding) changes nothing either
@@ -94,7 +106,9 @@ def test_hooks_exist_only_inside_the_block_and_pop_clears():
         assert all(len(net[int(name)]._forward_hooks) == 1 for name in LAYERS)
         net(torch.rand(3, 3, 16, 16))
         net(torch.rand(2, 3, 16, 16))
-    assert all(not module._forward_hooks and not module._forward_pre_hooks for module in net.modules())
+    assert all(
+        not module._forward_hooks and not module._forward_pre_hooks for module in net.modules()
+    )
     net(torch.rand(1, 3, 16, 16))  # outside the block: not recorded
     acts = recorder.pop()
     assert {name: tuple(value.shape) for name, value in acts.items()} == {
@@ -120,11 +134,15 @@ def test_unknown_layer_lists_close_matches():
     net.add_module("conv1_1", nn.Conv2d(3, 4, 3))
     net.add_module("conv1_2", nn.Conv2d(4, 4, 3))
     assert recordable_layers(net) == ["conv1_1", "conv1_2"]
-    with pytest.raises(ValueError, match="no module named 'conv1_3'.*close matches: conv1_[12], conv1_[12] "):
+    with pytest.raises(
+        ValueError, match="no module named 'conv1_3'.*close matches: conv1_[12], conv1_[12] "
+    ):
         ActivationRecorder(net, ["conv1_3"])
 
 
-@pytest.mark.parametrize("layers, grid, message", [([], 0, "non-empty"), (["0"], -1, "grid"), (["0", "0"], 0, "twice")])
+@pytest.mark.parametrize(
+    "layers, grid, message", [([], 0, "non-empty"), (["0"], -1, "grid"), (["0", "0"], 0, "twice")]
+)
 def test_bad_recorder_settings(layers, grid, message):
     with pytest.raises(ValueError, match=message):
         ActivationRecorder(nn.Sequential(nn.ReLU()), layers, grid=grid)
@@ -136,7 +154,17 @@ def test_image_sizes_must_match_the_batch():
         record(net, torch.rand(3, 3, 16, 16), [(16, 16), (8, 8)])
 
 
-@pytest.mark.parametrize("height, width, grid", [(150, 150, 8), (75, 38, 8), (6, 7, 8), (1, 1, 8), (9, 20, 3), (16, 16, 4)])
+@pytest.mark.parametrize(
+    "height, width, grid",
+    [(150, 150, 8), (75, 38, 8), (6, 7, 8), (1, 1, 8), (9, 20, 3), (16, 16, 4)],
+)
 def test_pooling_equals_adaptive_average_pooling(height, width, grid):
-    activation = torch.rand(2, 5, height, width, generator=torch.Generator().manual_seed(height * width))
-    assert torch.allclose(adaptive_average_pool(activation, grid), F.adaptive_avg_pool2d(activation, grid), rtol=1e-5, atol=1e-6)
+    activation = torch.rand(
+        2, 5, height, width, generator=torch.Generator().manual_seed(height * width)
+    )
+    assert torch.allclose(
+        adaptive_average_pool(activation, grid),
+        F.adaptive_avg_pool2d(activation, grid),
+        rtol=1e-5,
+        atol=1e-6,
+    )

@@ -1,4 +1,5 @@
 """The image score's maths and the properties docs/method.md §1 requires of it."""
+
 import math
 
 import pytest
@@ -38,7 +39,9 @@ def test_hand_computed_example_for_both_formulas():
     assert reference.score(image, formula="count").item() == pytest.approx(math.log(3 / 3))
 
 
-@pytest.mark.parametrize("stat, expected", [("max", 0.5 * 4.0), ("l1", 0.5 * 1.5), ("l2", 0.5 * math.sqrt(5.0))])
+@pytest.mark.parametrize(
+    "stat, expected", [("max", 0.5 * 4.0), ("l1", 0.5 * 1.5), ("l2", 0.5 * math.sqrt(5.0))]
+)
 def test_threshold_statistics(stat, expected):
     reference = build({"layer": torch.tensor([[0.0, 2.0, 0.0, 4.0]])}, threshold_stat=stat)
     assert reference.thresholds["layer"] == pytest.approx(expected)
@@ -88,7 +91,9 @@ def test_reference_does_not_depend_on_image_order():
 
 def test_shards_merged_equal_one_build():
     acts = random_acts(30, seed=6)
-    shards = [ReferenceBuilder().update(take(acts, slice(start, start + 10))) for start in (0, 10, 20)]
+    shards = [
+        ReferenceBuilder().update(take(acts, slice(start, start + 10))) for start in (0, 10, 20)
+    ]
     merged = shards[0].merge(shards[1]).merge(shards[2]).finalize()
     assert merged.metadata["num_images"] == 30
     assert_same_reference(merged, build(acts), probe=random_acts(8, seed=7))
@@ -109,13 +114,23 @@ def test_raising_a_masked_unit_never_lowers_the_score():
 
 def test_float32_activations_compare_exactly_with_the_float64_threshold():
     reference = build({"layer": torch.tensor([[0.3, 0.2]], dtype=torch.float64)})
-    threshold = reference.thresholds["layer"]  # 0.15 in float64, between two float32 values; both units masked
+    threshold = reference.thresholds[
+        "layer"
+    ]  # 0.15 in float64, between two float32 values; both units masked
     below = torch.tensor(threshold, dtype=torch.float32)
     below = below if float(below) < threshold else torch.nextafter(below, torch.tensor(0.0))
     just_below = {"layer": torch.tensor([[below.item(), 1.0]], dtype=torch.float32)}
-    just_above = {"layer": torch.tensor([[torch.nextafter(below, torch.tensor(1.0)).item(), 1.0]], dtype=torch.float32)}
+    just_above = {
+        "layer": torch.tensor(
+            [[torch.nextafter(below, torch.tensor(1.0)).item(), 1.0]], dtype=torch.float32
+        )
+    }
     as_float64 = {"layer": just_below["layer"].double()}
-    assert reference.score(just_below).item() == reference.score(as_float64).item() == pytest.approx(math.log(2 / 3))
+    assert (
+        reference.score(just_below).item()
+        == reference.score(as_float64).item()
+        == pytest.approx(math.log(2 / 3))
+    )
     assert reference.score(just_above).item() == 0.0
 
 
@@ -128,12 +143,18 @@ def test_degenerate_layer_is_skipped_with_warning_and_metadata(caplog):
     assert "dead" in caplog.text
     assert "dead" not in reference.layer_terms(acts)
     without_dead = build({name: value for name, value in acts.items() if name != "dead"})
-    assert torch.equal(reference.score(acts), without_dead.score({n: v for n, v in acts.items() if n != "dead"}))
+    assert torch.equal(
+        reference.score(acts), without_dead.score({n: v for n, v in acts.items() if n != "dead"})
+    )
 
 
 def test_save_and_load_round_trip(tmp_path):
     acts = random_acts(12, seed=11)
-    reference = ReferenceBuilder(threshold_ratio=0.4, threshold_stat="l2", grid=8, model="toy").update(acts).finalize()
+    reference = (
+        ReferenceBuilder(threshold_ratio=0.4, threshold_stat="l2", grid=8, model="toy")
+        .update(acts)
+        .finalize()
+    )
     path = tmp_path / "nested" / "ref.pt"
     reference.save(str(path))
     loaded = Reference.load(str(path))
@@ -158,7 +179,9 @@ def test_load_rejects_foreign_and_future_files(tmp_path):
         Reference.load(str(text))
     reference = build(random_acts(3, seed=12))
     future = tmp_path / "future.pt"
-    torch.save({"metadata": dict(reference.metadata, format_version=99), "mean": reference.mean}, future)
+    torch.save(
+        {"metadata": dict(reference.metadata, format_version=99), "mean": reference.mean}, future
+    )
     with pytest.raises(ValueError, match="future.pt.*version 99"):
         Reference.load(str(future))
 
@@ -179,7 +202,9 @@ def test_mismatched_activations_name_the_layer(change, message):
 
 
 def test_reference_refuses_other_grid_or_model():
-    reference = ReferenceBuilder(grid=8, model="vgg16@iter60000").update(random_acts(3, seed=14)).finalize()
+    reference = (
+        ReferenceBuilder(grid=8, model="vgg16@iter60000").update(random_acts(3, seed=14)).finalize()
+    )
     reference.check_matches(grid=8, model="vgg16@iter60000")
     with pytest.raises(ValueError, match="grid=8.*grid=4"):
         reference.check_matches(grid=4)
@@ -197,7 +222,10 @@ def test_non_finite_activations_name_image_and_layer():
     clean["conv"][1, 0, 0, 0] = float("inf")
     with pytest.raises(ValueError, match="layer 'conv' for image #1"):
         reference.score(clean)
-    clean["conv"][1, 0, 0, 0], clean["conv"][3, 0, 0, 0] = float("inf"), float("-inf")  # the sum is NaN, not inf
+    clean["conv"][1, 0, 0, 0], clean["conv"][3, 0, 0, 0] = (
+        float("inf"),
+        float("-inf"),
+    )  # the sum is NaN, not inf
     with pytest.raises(ValueError, match="layer 'conv' for image #1"):
         reference.score(clean)
 
@@ -231,7 +259,9 @@ def test_merge_refuses_other_settings_or_shapes():
         ReferenceBuilder(threshold_ratio=0.5).merge(ReferenceBuilder(threshold_ratio=0.6))
     with pytest.raises(ValueError, match="'fc'"):
         ReferenceBuilder().update(random_acts(2, seed=19)).merge(
-            ReferenceBuilder().update(random_acts(2, seed=20, shapes={"conv": (4, 5, 5), "fc": (3,)}))
+            ReferenceBuilder().update(
+                random_acts(2, seed=20, shapes={"conv": (4, 5, 5), "fc": (3,)})
+            )
         )
 
 
@@ -246,7 +276,9 @@ def test_vgg16_batch_of_64_scores_like_one_by_one():
     """
     torch.manual_seed(0)
     features = torchvision.models.vgg16().features.double().eval()
-    layers = [name for name, module in features.named_modules() if isinstance(module, torch.nn.ReLU)]
+    layers = [
+        name for name, module in features.named_modules() if isinstance(module, torch.nn.ReLU)
+    ]
     images = torch.rand(64, 3, 32, 32, dtype=torch.float64)
     recorder = ActivationRecorder(features, layers, grid=0)
     with torch.inference_mode(), recorder:

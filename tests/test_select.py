@@ -1,11 +1,20 @@
 """Selection: exact counts, repeatable tie-breaking, per-class fractions."""
+
 import numpy as np
 import pytest
 
-from imagescore_det.scoring import count_to_keep, rank_by_score, select_per_class, select_top_fraction
+from imagescore_det.scoring import (
+    count_to_keep,
+    rank_by_score,
+    select_per_class,
+    select_top_fraction,
+)
 
 
-@pytest.mark.parametrize("fraction, total, kept", [(0.3, 10, 3), (0.3, 11, 4), (0.3, 1, 1), (0.0, 50, 0), (1.0, 7, 7), (0.7, 10, 7)])
+@pytest.mark.parametrize(
+    "fraction, total, kept",
+    [(0.3, 10, 3), (0.3, 11, 4), (0.3, 1, 1), (0.0, 50, 0), (1.0, 7, 7), (0.7, 10, 7)],
+)
 def test_count_is_ceil_of_the_decimal_product(fraction, total, kept):
     assert count_to_keep(fraction, total) == kept
 
@@ -28,7 +37,10 @@ def test_selection_is_independent_of_input_order():
     ids = np.arange(200) * 3
     chosen = set(ids[select_top_fraction(scores, ids, 0.3)])
     permutation = rng.permutation(200)
-    assert set(ids[permutation][select_top_fraction(scores[permutation], ids[permutation], 0.3)]) == chosen
+    assert (
+        set(ids[permutation][select_top_fraction(scores[permutation], ids[permutation], 0.3)])
+        == chosen
+    )
     assert len(chosen) == 60
 
 

@@ -1,77 +1,196 @@
-"""tools/ssod_study.py end to end on a tiny schedule: one teacher, two arms from it, resumable."""
+"""tools/ssod_study.py end to end on the tiny schedule: one teacher, arms from it, resumable; the same on
+datasets declared only in the config; and the study's schedule checks (imagescore_det.study.runner)."""
+
 import csv
 import json
-import os
+import math
 
 import pytest
+import yaml
 
 pytest.importorskip("detectron2")
 pytestmark = pytest.mark.detectron2
 
-from imagescore_det.data.voc import register_synthetic_voc, synthetic_root  # noqa: E402
+from helpers import DEMO_CONFIG, TINY_DATA, TINY_OPTS, load_tool, schedule  # noqa: E402
 
-from tool_loader import load_tool  # noqa: E402
+from imagescore_det.data.convert import voc_split_to_coco  # noqa: E402
+from imagescore_det.data.synthetic import SYNTHETIC_CLASSES, generate_synthetic_voc  # noqa: E402
+from imagescore_det.study import runner  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = [
-    "IMAGESCORE.VGG.WIDTH_DIVISOR", "8", "MODEL.ROI_BOX_HEAD.FC_DIM", "32", "INPUT.MIN_SIZE_TRAIN", "(96,)",
-    "INPUT.MIN_SIZE_TEST", "96", "SOLVER.IMS_PER_BATCH", "2", "IMAGESCORE.PSEUDO_SCORE_THRESH", "0.0",
-    "TEST.DETECTIONS_PER_IMAGE", "5", "SOLVER.WARMUP_ITERS", "2", "SOLVER.CHECKPOINT_PERIOD", "100",
-    "IMAGESCORE.SWAP_ITER", "20", "SOLVER.MAX_ITER", "80", "SOLVER.STEPS", "(60,)", "TEST.EVAL_PERIOD", "20",
-    "IMAGESCORE.SYNTHETIC.NUM_LABELLED", "4", "IMAGESCORE.SYNTHETIC.NUM_UNLABELLED", "6", "IMAGESCORE.SYNTHETIC.NUM_TEST", "2",
-]
-
+#: The tiny schedule of a study: swap at 4, arms to 10, evaluated after 6, 8 and 10 iterations.
+STUDY = TINY_OPTS + schedule(10, swap_iter=4, eval_period=2)
+ITERATIONS = [4, 6, 8, 10]
 
 ssod_study = load_tool("ssod_study")
 
 
-@pytest.fixture
-def datasets(tmp_path, monkeypatch):
-    """An empty DETECTRON2_DATASETS (the subprocesses inherit it); the tool generates the set there."""
-    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "datasets"))
-    yield tmp_path / "datasets"
-    register_synthetic_voc(synthetic_root())
-
-
-def test_arms_continue_from_one_teacher_and_a_repeat_reruns_nothing(datasets, tmp_path):
-    out = tmp_path / "study"
-    argv = ["--config-file", os.path.join(REPO, "configs", "demo_ssl.yaml"), "--seeds", "0", "--arms", "control", "imagescore",
-            "--data-seed", "3", "--output-dir", str(out), "--jobs", "2", *TINY]
-    summary = ssod_study.main(argv)
-    assert (datasets / "synthetic_voc_seed3_l4_u6_t2").is_dir()  # --data-seed: a folder of its own
-    assert [row["arm"] for row in summary] == ["control", "imagescore"]
+def read_rows(out):
     with open(out / "runs.csv") as f:
-        rows = list(csv.DictReader(f))
+        return list(csv.DictReader(f))
+
+
+def test_arms_continue_from_one_teacher_and_a_repeat_reruns_nothing(empty_data_root, tmp_path):
+    out = tmp_path / "study"
+    argv = ["--config-file", DEMO_CONFIG, "--seeds", "0", "--arms", "control", "imagescore", "--data-seed", "3",
+            "--output-dir", str(out), "--jobs", "2", *STUDY]  # fmt: skip
+    summary = ssod_study.main(argv)
+    sizes = dict(TINY_DATA, seed=3)
+    assert (
+        empty_data_root
+        / "synthetic_voc_seed3_l{num_labelled}_u{num_unlabelled}_t{num_test}".format(**sizes)
+    ).is_dir()  # --data-seed: a folder of its own
+    assert [row["arm"] for row in summary] == ["control", "imagescore"]
+    rows = read_rows(out)
     by_arm = {arm: [r for r in rows if r["arm"] == arm] for arm in ("control", "imagescore")}
     for arm_rows in by_arm.values():
-        assert [int(r["iteration"]) for r in arm_rows] == [20, 40, 60, 80]
+        assert [int(r["iteration"]) for r in arm_rows] == ITERATIONS
     # Up to the swap both arms report the one teacher's evaluations; only the swapping arm has pseudo labels.
     assert by_arm["control"][0]["ap50"] == by_arm["imagescore"][0]["ap50"]
     assert by_arm["control"][-1]["images"] == "" and int(by_arm["imagescore"][-1]["images"]) > 0
     with open(out / "seed0" / "imagescore" / "pseudo_labels.json") as f:
-        assert json.load(f)["info"]["model"]["iteration"] == 20  # swapped at the start of the resumed run
+        assert (
+            json.load(f)["info"]["model"]["iteration"] == 4
+        )  # swapped at the start of the resumed run
     with open(out / "seed0" / "control" / "metrics.json") as f:
-        assert min(json.loads(line)["iteration"] for line in f) >= 20  # resumed at the swap, not from scratch
+        assert (
+            min(json.loads(line)["iteration"] for line in f) >= 4
+        )  # resumed at the swap, not from scratch
     assert not (out / "seed0" / "control" / "pseudo_labels.json").exists()
+    with open(out / "seed0" / "control" / "done.json") as f:
+        assert (
+            "IMAGESCORE.REGIME labelled_only" in json.load(f)["command"]
+        )  # the control never swaps
     for name in ("summary.csv", "summary.md", "ap50_curves.png"):
         assert (out / name).stat().st_size > 0
 
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("seed0/*/stdout.log")}
     assert len(stamps) == 3
     again = ssod_study.main(argv)
-    assert {p: p.stat().st_mtime_ns for p in out.glob("seed0/*/stdout.log")} == stamps  # nothing trained again
+    assert {
+        p: p.stat().st_mtime_ns for p in out.glob("seed0/*/stdout.log")
+    } == stamps  # nothing trained again
     assert [a["ap50_mean"] for a in again] == [b["ap50_mean"] for b in summary]
 
 
-def test_arms_are_evaluated_three_times_after_the_swap_or_refused(datasets, tmp_path):
-    def period(*opts):
-        return ssod_study.arm_eval_period(ssod_study.study_config(ssod_study.parse_args(
-            ["--config-file", os.path.join(REPO, "configs", "demo_ssl.yaml"), "--output-dir", str(tmp_path), *TINY, *opts]))[0])
+def test_the_study_runs_on_datasets_declared_only_in_the_config(tmp_path, monkeypatch):
+    """COCO-format labelled, unlabelled (with ground truth) and test sets through IMAGESCORE.REGISTER_DATASETS:
+    no synthetic set, no Python registration; control, imagescore and oracle arms."""
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path / "no_datasets_here"))
+    voc = tmp_path / "voc"
+    generate_synthetic_voc(str(voc), **TINY_DATA)
+    entries = []
+    for name, folder, split in (("study_labelled", "VOC2007", "trainval"), ("study_unlabelled", "VOC2012", "trainval"),
+                                ("study_test", "VOC2007", "test")):  # fmt: skip
+        json_file = tmp_path / (name + ".json")
+        json_file.write_text(
+            json.dumps(voc_split_to_coco(str(voc / folder), split, SYNTHETIC_CLASSES))
+        )
+        entries.append("%s=coco:%s:%s" % (name, json_file, voc / folder / "JPEGImages"))
+    out = tmp_path / "study"
+    argv = ["--config-file", DEMO_CONFIG, "--seeds", "0", "--arms", "control", "imagescore", "oracle", "--output-dir", str(out),
+            "--jobs", "2", *STUDY, "IMAGESCORE.REGISTER_DATASETS", repr(entries), "DATASETS.TRAIN", "('study_labelled',)",
+            "IMAGESCORE.LABELLED_DATASETS", "('study_labelled',)", "IMAGESCORE.UNLABELLED_DATASETS", "('study_unlabelled',)",
+            "DATASETS.TEST", "('study_test',)",
+            # Every image gets detections: COCOEvaluator reports NaN for a model that detects nothing at all.
+            "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0"]  # fmt: skip
+    summary = ssod_study.main(argv)
+    assert [row["arm"] for row in summary] == ["control", "imagescore", "oracle"]
+    assert not (tmp_path / "no_datasets_here").exists()  # nothing synthetic was generated
+    rows = read_rows(out)
+    for arm in ("control", "imagescore", "oracle"):
+        arm_rows = [r for r in rows if r["arm"] == arm]
+        assert [int(r["iteration"]) for r in arm_rows] == ITERATIONS, arm
+        assert all(math.isfinite(float(r["ap50"])) for r in arm_rows), arm
+    final = {r["arm"]: r for r in rows if int(r["iteration"]) == ITERATIONS[-1]}
+    assert 0 < int(final["imagescore"]["images"]) and math.isfinite(
+        float(final["imagescore"]["precision"])
+    )
+    assert (
+        0 <= float(final["imagescore"]["precision"]) <= 1
+        and final["control"]["precision"] == final["oracle"]["precision"] == ""
+    )
+    with open(out / "seed0" / "imagescore" / "pseudo_labels.json") as f:
+        assert json.load(f)["info"]["unlabelled_datasets"] == ["study_unlabelled"]
+    with open(
+        out / "seed0" / "oracle" / "config.yaml"
+    ) as f:  # the oracle trains on the unlabelled set's ground truth
+        assert yaml.safe_load(f)["DATASETS"]["TRAIN"] == ["study_labelled", "study_unlabelled"]
 
-    assert period() == 20  # the config's period gives 3 evaluations after the swap
-    assert period("TEST.EVAL_PERIOD", "0", "IMAGESCORE.SWAP_ITER", "40", "SOLVER.MAX_ITER", "100") == 20  # a third of 60
-    assert period("TEST.EVAL_PERIOD", "300", "IMAGESCORE.SWAP_ITER", "1200", "SOLVER.MAX_ITER", "1500") == 100
-    with pytest.raises(ValueError, match="TEST.EVAL_PERIOD=30 to be a multiple of 20"):
-        period("TEST.EVAL_PERIOD", "0", "SOLVER.MAX_ITER", "110")
+
+def study_cfg(tmp_path, *opts):
+    args = ssod_study.parse_args(
+        ["--config-file", DEMO_CONFIG, "--output-dir", str(tmp_path), *STUDY, *opts]
+    )
+    return runner.study_config(args)[0]
+
+
+def test_arms_are_evaluated_three_times_after_the_swap_or_refused(empty_data_root, tmp_path):
+    def period(*opts):
+        return runner.arm_eval_period(study_cfg(tmp_path, *opts))
+
+    assert period() == 2  # the config's period gives 3 evaluations after the swap
+    assert (
+        period("TEST.EVAL_PERIOD", "0", "IMAGESCORE.SWAP_ITER", "40", "SOLVER.MAX_ITER", "100")
+        == 20
+    )  # a third of 60
+    assert (
+        period("TEST.EVAL_PERIOD", "300", "IMAGESCORE.SWAP_ITER", "1200", "SOLVER.MAX_ITER", "1500")
+        == 100
+    )
+    assert (
+        period("TEST.EVAL_PERIOD", "0", "IMAGESCORE.SWAP_ITER", "30", "SOLVER.MAX_ITER", "75") == 15
+    )  # no multiple of 20 needed
+    with pytest.raises(ValueError, match="TEST.EVAL_PERIOD=3 to divide IMAGESCORE.SWAP_ITER=4"):
+        period("TEST.EVAL_PERIOD", "0", "SOLVER.MAX_ITER", "13")
     with pytest.raises(ValueError, match="TEST.EVAL_PERIOD=40 .* divide IMAGESCORE.SWAP_ITER=20"):
-        period("TEST.EVAL_PERIOD", "40", "SOLVER.MAX_ITER", "140")
+        period("TEST.EVAL_PERIOD", "40", "IMAGESCORE.SWAP_ITER", "20", "SOLVER.MAX_ITER", "140")
+    with pytest.raises(
+        ValueError, match="IMAGESCORE.SWAP_ITER=10 must lie inside \\(0, SOLVER.MAX_ITER=10\\)"
+    ):
+        period("IMAGESCORE.SWAP_ITER", "10")
+    with pytest.raises(ValueError, match="IMAGESCORE.REGIME is 'labelled_only'"):
+        period("IMAGESCORE.REGIME", "labelled_only")
+    with pytest.raises(ValueError, match="DATASETS.TEST is empty"):
+        period("DATASETS.TEST", "()")
+
+
+def test_each_arm_gets_its_own_settings_on_the_shared_ones(empty_data_root, tmp_path):
+    cfg = study_cfg(tmp_path)
+    shared = ["A.KEY", "1"]
+
+    def opts(name):
+        own = runner.run_opts(cfg, shared, 7, name, "/out")
+        assert own[:2] == shared
+        return dict(zip(own[2::2], own[3::2]))
+
+    teacher = opts(runner.TEACHER)
+    assert (
+        teacher["SEED"],
+        teacher["OUTPUT_DIR"],
+        teacher["SOLVER.MAX_ITER"],
+        teacher["TEST.EVAL_PERIOD"],
+    ) == ("7", "/out", "4", "0")
+    for arm in ("control", "oracle"):  # no swap: the labelled_only regime, not SWAP_ITER = MAX_ITER
+        assert opts(arm)[
+            "IMAGESCORE.REGIME"
+        ] == "labelled_only" and "IMAGESCORE.SWAP_ITER" not in opts(arm)
+    assert opts("oracle")["DATASETS.TRAIN"] == repr(
+        ("synthetic_voc_2007_trainval", "synthetic_voc_2012_trainval")
+    )
+    for arm, selection in runner.ARMS.items():
+        if selection:
+            assert opts(arm)[
+                "IMAGESCORE.SELECTION"
+            ] == selection and "IMAGESCORE.REGIME" not in opts(arm)
+            assert opts(arm)["TEST.EVAL_PERIOD"] == "2"
+
+
+def test_evaluations_come_from_the_evaluation_log(tmp_path):
+    lines = [{"iteration": 4, "bbox/AP50": 10.0, "bbox/AP": 4.0, "bbox_coco/AP50": 9.0},
+             {"iteration": 6, "bbox/AP50": 12.0, "bbox/AP": 5.0},
+             {"iteration": 6, "bbox/AP50": 13.0, "bbox/AP": 6.0}]  # fmt: skip
+    (tmp_path / "evaluations.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert runner.evaluations(str(tmp_path)) == {
+        4: (10.0, 4.0, 9.0),
+        6: (13.0, 6.0, None),
+    }  # a later line wins

@@ -1,4 +1,5 @@
 """The synthetic VOC-format generator: layout, valid annotations, determinism, atomic output."""
+
 import hashlib
 import os
 import xml.etree.ElementTree as ET
@@ -39,8 +40,12 @@ def read_annotation(dirname, image_id):
     root = ET.parse(os.path.join(dirname, "Annotations", image_id + ".xml")).getroot()
     size = root.find("size")
     objects = [
-        (obj.find("name").text, int(obj.find("truncated").text), int(obj.find("difficult").text),
-         tuple(int(obj.find("bndbox/" + k).text) for k in ("xmin", "ymin", "xmax", "ymax")))
+        (
+            obj.find("name").text,
+            int(obj.find("truncated").text),
+            int(obj.find("difficult").text),
+            tuple(int(obj.find("bndbox/" + k).text) for k in ("xmin", "ymin", "xmax", "ymax")),
+        )
         for obj in root.findall("object")
     ]
     return root, int(size.find("width").text), int(size.find("height").text), objects
@@ -118,7 +123,9 @@ def test_boxes_are_tight_around_visible_pixels_and_truncation_touches_the_border
 
 
 def test_same_settings_give_byte_identical_files(tmp_path):
-    first = generate_synthetic_voc(tmp_path / "a", seed=7, num_labelled=3, num_unlabelled=2, num_test=2)
+    first = generate_synthetic_voc(
+        tmp_path / "a", seed=7, num_labelled=3, num_unlabelled=2, num_test=2
+    )
     generate_synthetic_voc(tmp_path / "b", seed=7, num_labelled=3, num_unlabelled=2, num_test=2)
     generate_synthetic_voc(tmp_path / "c", seed=8, num_labelled=3, num_unlabelled=2, num_test=2)
     hashes_a, hashes_b, hashes_c = (file_hashes(tmp_path / d) for d in "abc")
@@ -151,7 +158,9 @@ def test_refuses_to_overwrite_a_non_empty_folder_unless_asked(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["synthetic_voc"]
     empty = tmp_path / "empty"
     empty.mkdir()
-    generate_synthetic_voc(empty, num_labelled=0, num_unlabelled=2, num_test=0)  # an empty folder is fine
+    generate_synthetic_voc(
+        empty, num_labelled=0, num_unlabelled=2, num_test=0
+    )  # an empty folder is fine
     assert split_ids(empty / "VOC2012", "trainval") == ["2012_000001", "2012_000002"]
 
 

@@ -3,6 +3,7 @@
 Each check runs in a fresh interpreter in which ``import detectron2`` fails (``sys.modules`` entry set to
 None, Python's own way to block an import), so it holds whether or not Detectron2 is installed here.
 """
+
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,9 @@ BLOCK = "import sys; sys.modules['detectron2'] = None\n"
 
 
 def run_without_detectron2(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCK + code], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", BLOCK + code], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_core_and_classification_import_and_score():
@@ -31,7 +34,50 @@ def test_core_and_classification_import_and_score():
     assert result.stdout.split() == ["False", "torch.Size([4])"]
 
 
-@pytest.mark.parametrize("module", ["imagescore_det.config", "imagescore_det.modeling", "imagescore_det.engine", "imagescore_det.data.voc"])
+def test_pure_detection_and_study_parts_import_and_work():
+    """Box ranking, the ScoredImage record and the study summary: no Detectron2 needed, none loaded."""
+    result = run_without_detectron2(
+        "from imagescore_det.structures import ScoredImage\n"
+        "from imagescore_det.detection.ranking import box_ranking_values\n"
+        "from imagescore_det.study.summary import summarize\n"
+        "images = [ScoredImage('a', 'a.jpg', 1, 1, [[0, 0, 1, 1]], [0], [0.9], box_scores=[-2.0]),\n"
+        "          ScoredImage('b', 'b.jpg', 1, 1, [], [], [])]\n"
+        "print(box_ranking_values(images, 'score', 'min', empty_score=-9.0).tolist())\n"
+        "rows = [{'arm': 'control', 'seed': 0, 'iteration': 9, 'ap50': 50.0, 'ap': 20.0},\n"
+        "        {'arm': 'imagescore', 'seed': 0, 'iteration': 9, 'ap50': 52.0, 'ap': 21.0}]\n"
+        "print(summarize(rows)[1]['delta_vs_control'])\n"
+        "assert not any(name == 'detectron2' or name.startswith('detectron2.') for name in sys.modules if sys.modules[name])\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["[-2.0,", "-9.0]", "2.0"]
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "imagescore_det.detection.ranking",
+        "imagescore_det.structures",
+        "imagescore_det.study.summary",
+    ],
+)
+def test_pure_module_imports_without_detectron2(module):
+    result = run_without_detectron2(
+        "import %s\n"
+        "assert not any(name.startswith('detectron2') for name, m in sys.modules.items() if m is not None)\n"
+        % module
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "imagescore_det.config",
+        "imagescore_det.modeling",
+        "imagescore_det.engine",
+        "imagescore_det.data.voc",
+    ],
+)
 def test_detectron2_parts_raise_one_import_error_with_the_guide(module):
     result = run_without_detectron2("import %s" % module)
     assert result.returncode != 0
@@ -39,7 +85,9 @@ def test_detectron2_parts_raise_one_import_error_with_the_guide(module):
     assert last_line.startswith("ImportError:") and INSTALL_GUIDE in last_line
 
 
-TOOLS = sorted(path.name for path in (Path(__file__).resolve().parent.parent / "tools").glob("*.py"))
+TOOLS = sorted(
+    path.name for path in (Path(__file__).resolve().parent.parent / "tools").glob("*.py")
+)
 
 
 @pytest.mark.parametrize("tool", TOOLS)
@@ -47,7 +95,8 @@ def test_every_tool_help_works_without_detectron2(tool):
     """A new user's first command: --help exits 0 and, for tools that need Detectron2, says so and how to get it."""
     path = Path(__file__).resolve().parent.parent / "tools" / tool
     result = run_without_detectron2(
-        "import runpy; sys.argv = [%r, '--help']; runpy.run_path(%r, run_name='__main__')" % (str(path), str(path))
+        "import runpy; sys.argv = [%r, '--help']; runpy.run_path(%r, run_name='__main__')"
+        % (str(path), str(path))
     )
     assert result.returncode == 0, result.stderr
     assert "usage:" in result.stdout or "needs Detectron2" in result.stdout
@@ -57,6 +106,9 @@ def test_every_tool_help_works_without_detectron2(tool):
 
 def test_tools_that_need_detectron2_say_so_without_help():
     path = Path(__file__).resolve().parent.parent / "tools" / "train_net.py"
-    result = run_without_detectron2("import runpy; sys.argv = [%r]; runpy.run_path(%r, run_name='__main__')" % (str(path), str(path)))
+    result = run_without_detectron2(
+        "import runpy; sys.argv = [%r]; runpy.run_path(%r, run_name='__main__')"
+        % (str(path), str(path))
+    )
     assert result.returncode != 0
     assert "ImportError" in result.stderr and "tools/setup_env.sh" in result.stderr
