@@ -117,6 +117,17 @@ def add_imagescore_config(cfg: CN) -> None:
     # What box mode ranks images by: "score" (the box score) or "score_x_confidence" (product of the two ranks).
     _C.IMAGESCORE.BOX.RANKING = "score"
 
+    # ---- The reference and scoring passes at scale.
+    # Images per batch of both passes (Detectron2's test loader); the recorder crops each padded
+    # activation to its image, so padding is never pooled (README "Performance" measures the speed).
+    _C.IMAGESCORE.SCORE_BATCH_SIZE = 1
+    # The scoring pass writes its per-image records every SCORE_SHARD_SIZE images (per process) to
+    # SCORE_SHARD_DIR; a rerun or a restarted swap reuses the finished shards. 0 = keep them in memory only.
+    _C.IMAGESCORE.SCORE_SHARD_SIZE = 500
+    # Folder of the shards, relative to OUTPUT_DIR (tools/score_voc.py: to its --output-dir); the swap
+    # hook uses a subfolder per scoring iteration. A shard of another model/config/dataset is refused.
+    _C.IMAGESCORE.SCORE_SHARD_DIR = "scoring_shards"
+
     # ---- Outputs; relative paths resolve inside cfg.OUTPUT_DIR.
     # Reference built from the labelled set (Reference.save format; box mode: ClassReferences.save).
     _C.IMAGESCORE.REFERENCE_FILE = "imagescore_reference.pt"

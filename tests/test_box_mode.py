@@ -271,7 +271,9 @@ def test_box_layers_off_the_box_feature_path_and_bad_settings_are_refused_before
     for key, value in (("AGGREGATE", "max"), ("RANKING", "product")):
         bad = cfg.clone()
         bad.IMAGESCORE.BOX[key] = value
-        with pytest.raises(ValueError, match="IMAGESCORE.BOX.%s is %r; choose one of" % (key, value)):
+        with pytest.raises(
+            ValueError, match="IMAGESCORE.BOX.%s is %r; choose one of" % (key, value)
+        ):
             BoxMode(bad, model, "test")
 
 

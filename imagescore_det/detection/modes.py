@@ -14,7 +14,8 @@ unlabelled set once (the scoring pass), every mode's recorder attached to the sa
 """
 
 import logging
-from typing import Dict, List, Sequence, Tuple
+import os
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -34,12 +35,20 @@ from .passes import (  # noqa: E402
     BackboneRecorder,
     gather_scored,
     labelled_loader,
+    records_loader,
     run_recorded,
-    unlabelled_loader,
+    unlabelled_records,
     unwrap_model,
 )
 from .ranking import BOX_AGGREGATES, BOX_RANKINGS, box_ranking_values  # noqa: E402
 from .selection import labelled_class_names  # noqa: E402
+from .shards import (  # noqa: E402
+    ShardError,
+    ShardStore,
+    describe_reuse,
+    reference_digest,
+    state_dict_sha256,
+)
 
 __all__ = [
     "MODES",
@@ -49,6 +58,8 @@ __all__ = [
     "to_scored_image",
     "build_references",
     "score_images",
+    "scoring_fingerprint",
+    "shard_folder",
     "score_unlabelled",
 ]
 
@@ -259,12 +270,17 @@ def score_images(
     *,
     pseudo_score_thresh: float,
     ignore_score_thresh: float = 1.0,
+    keep: Optional[Callable] = None,
 ) -> List[ScoredImage]:
-    """One pass over ``data_loader``: this rank's images with their pseudo labels and every mode's scores.
+    """One pass over ``data_loader``: its images with their pseudo labels and every mode's scores.
 
     An image the loader's mapper could not read is kept, in its place, as ``ScoredImage.unreadable``.
+    Each image goes to ``keep(record, image)`` in loader order as soon as its batch is scored (then
+    nothing is returned); without ``keep`` the images are returned in a list.
     """
     images: List[ScoredImage] = []
+    keep = keep if keep is not None else (lambda record, image: images.append(image))
+    made = {}  # id(record) -> its image, for the batch in flight
 
     def score(inputs, outputs):
         batch = [
@@ -278,12 +294,16 @@ def score_images(
         ]
         for scorer in scorers:
             scorer.score(references[scorer.name], inputs, batch)
-        images.extend(batch)
+        made.update((id(record), image) for record, image in zip(inputs, batch))
 
     def keep_unreadable(record):
-        images.append(
-            ScoredImage.unreadable(record["image_id"], record["file_name"], record[UNREADABLE_KEY])
+        made[id(record)] = ScoredImage.unreadable(
+            record["image_id"], record["file_name"], record[UNREADABLE_KEY]
         )
+
+    def emit(batch):
+        for record in batch:
+            keep(record, made.pop(id(record)))
 
     recorders = [scorer.recorder for scorer in scorers]
     run_recorded(
@@ -293,12 +313,76 @@ def score_images(
         score,
         description="Scoring pass",
         on_unreadable=keep_unreadable,
+        after_batch=emit,
     )
     return images
 
 
+def scoring_fingerprint(cfg, model, names: Sequence[str], references: Dict[str, object]) -> dict:
+    """What the scoring pass's records depend on (module :mod:`.shards`): the scoring config, the
+    model's weights as loaded, the references, the modes and the unlabelled datasets' names."""
+    config = {key: to_plain(cfg[key]) for key in ("MODEL", "INPUT")}
+    config["MODEL"].pop("WEIGHTS")  # the weights are identified by their content below
+    config["TEST.DETECTIONS_PER_IMAGE"] = cfg.TEST.DETECTIONS_PER_IMAGE
+    config["IMAGESCORE"] = {
+        key: value
+        for key, value in to_plain(cfg.IMAGESCORE).items()
+        if key not in RECORD_INDEPENDENT_KEYS
+    }
+    config["IMAGESCORE"]["PSEUDO_TRAINING"] = {
+        "IGNORE_SCORE_THRESH": cfg.IMAGESCORE.PSEUDO_TRAINING.IGNORE_SCORE_THRESH
+    }
+    return {
+        "config": config,
+        "modes": list(names),
+        "weights_sha256": state_dict_sha256(unwrap_model(model)),
+        "references_sha256": {name: reference_digest(ref) for name, ref in references.items()},
+        "datasets": list(cfg.IMAGESCORE.UNLABELLED_DATASETS),
+    }
+
+
+#: IMAGESCORE keys that no per-image record depends on (selection, outputs, schedule, shards'
+#: folder); PSEUDO_TRAINING counts only by IGNORE_SCORE_THRESH. SCORE_BATCH_SIZE stays in: float32
+#: convolutions of padded batches differ from single images in the last bits (see README).
+RECORD_INDEPENDENT_KEYS = (
+    "SELECTION",
+    "SELECT_FRACTION",
+    "KEEP_EMPTY",
+    "REFERENCE_FILE",
+    "PSEUDO_LABEL_FILE",
+    "SCORES_FILE",
+    "PSEUDO_DATASET_NAME",
+    "REGIME",
+    "SWAP_ITER",
+    "UPDATE_PERIOD",
+    "SCORE_SHARD_DIR",
+    "SYNTHETIC",
+    "REGISTER_DATASETS",
+)
+
+
+def to_plain(node):
+    """A CfgNode (or value) as JSON-able dicts, lists and scalars."""
+    if isinstance(node, dict):
+        return {key: to_plain(value) for key, value in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [to_plain(value) for value in node]
+    return node
+
+
+def shard_folder(cfg, output_dir: Optional[str] = None) -> str:
+    """IMAGESCORE.SCORE_SHARD_DIR, a relative one inside ``output_dir`` (default OUTPUT_DIR)."""
+    folder = cfg.IMAGESCORE.SCORE_SHARD_DIR
+    return folder if os.path.isabs(folder) else os.path.join(output_dir or cfg.OUTPUT_DIR, folder)
+
+
 def score_unlabelled(
-    cfg, model, *, description: str, modes: Sequence[str] = ()
+    cfg,
+    model,
+    *,
+    description: str,
+    modes: Sequence[str] = (),
+    shard_dir: Optional[str] = None,
 ) -> Tuple[Dict[str, object], List[ScoredImage]]:
     """References from ``IMAGESCORE.LABELLED_DATASETS``, then ``IMAGESCORE.UNLABELLED_DATASETS`` scored.
 
@@ -306,6 +390,10 @@ def score_unlabelled(
     others, in the same two passes. Returns ``{mode: reference}`` (a ``Reference`` for image mode,
     ``ClassReferences`` for box mode) and, on the main process, every scored image in dataset order
     (other ranks get an empty list). ``description`` names the model in the references.
+
+    With ``IMAGESCORE.SCORE_SHARD_SIZE`` > 0 the records are written in shards to ``shard_dir``
+    (default: :func:`shard_folder`), and finished shards found there are reused, not scored again
+    (:mod:`.shards`); the folder must be shared by every process.
     """
     settings = cfg.IMAGESCORE
     names = [settings.SCORE_MODE] + [name for name in modes if name != settings.SCORE_MODE]
@@ -314,6 +402,12 @@ def score_unlabelled(
         raise ValueError(
             "IMAGESCORE.SCORE_MODE must be one of %s, got %r" % (sorted(MODES), unknown[0])
         )
+    shard_size = settings.SCORE_SHARD_SIZE
+    if not isinstance(shard_size, int) or shard_size < 0:
+        raise ValueError(
+            "IMAGESCORE.SCORE_SHARD_SIZE must be an integer >= 0 (0: no shards), got %r"
+            % (shard_size,)
+        )
     scorers = [MODES[name](cfg, model, description) for name in names]
     truth = (
         ground_truth_of(settings.LABELLED_DATASETS)
@@ -321,18 +415,24 @@ def score_unlabelled(
         else None
     )
     references = build_references(model, labelled_loader(cfg), scorers, truth=truth)
-    shard = score_images(
-        model,
-        unlabelled_loader(cfg),
-        scorers,
-        references,
-        pseudo_score_thresh=settings.PSEUDO_SCORE_THRESH,
-        ignore_score_thresh=settings.PSEUDO_TRAINING.IGNORE_SCORE_THRESH,
-    )
+    records = unlabelled_records(cfg)
+    store, reused, chunks = None, {}, {comm.get_rank(): rank_bounds(len(records))}
+    if shard_size > 0:
+        store = ShardStore(
+            shard_dir or shard_folder(cfg),
+            scoring_fingerprint(cfg, model, names, references),
+            [(record["image_id"], record["file_name"]) for record in records],
+            shard_size,
+        )
+        reused = finished_shards(store)
+        todo = [k for k in range(store.num_shards) if k not in reused]
+        chunks = {k: store.bounds(k) for k in todo[comm.get_rank() :: comm.get_world_size()]}
+    scored = score_chunks(cfg, model, scorers, references, records, chunks, store)
     images = gather_scored(
-        shard,
+        scored,
         "%s (modes %s, formula %r)"
         % (", ".join(settings.UNLABELLED_DATASETS), names, settings.FORMULA),
+        reused=reused,
     )
     if comm.is_main_process():
         scored = [
@@ -343,3 +443,71 @@ def score_unlabelled(
         ):
             image.ranking_value = float(value)
     return references, images
+
+
+def rank_bounds(total: int) -> Tuple[int, int]:
+    """This process's ``[start, stop)`` of ``total`` images, as Detectron2's InferenceSampler splits them."""
+    world, rank = comm.get_world_size(), comm.get_rank()
+    sizes = [total // world + int(r < total % world) for r in range(world)]
+    start = sum(sizes[:rank])
+    return start, start + sizes[rank]
+
+
+def finished_shards(store: ShardStore) -> Dict[int, List[ScoredImage]]:
+    """The main process checks and reads the finished shards (others get {}); every process learns
+    which they are, or raises the main process's ShardError."""
+    reused, error = {}, None
+    if comm.is_main_process():
+        try:
+            reused = store.finished()
+        except ShardError as refused:
+            error = str(refused)
+        if not error and reused:
+            logger.info(describe_reuse(store, reused))
+        elif not error:
+            logger.info(
+                "Scoring %d images in %d shard(s) of %d, written to %s as they finish",
+                len(store.images),
+                store.num_shards,
+                store.shard_size,
+                store.directory,
+            )
+    done, error = comm.all_gather((sorted(reused), error))[0]
+    if error:
+        raise ShardError(error)
+    return reused if comm.is_main_process() else dict.fromkeys(done, [])
+
+
+def score_chunks(
+    cfg, model, scorers, references, records, chunks: Dict[int, Tuple[int, int]], store
+) -> Dict[int, List[ScoredImage]]:
+    """Score ``records[start:stop]`` of every chunk in one pass, in order; with a ``store`` each chunk
+    is written as its shard the moment its last image is scored. Returns ``{chunk: images}``."""
+    queue = [(key, start, stop) for key, (start, stop) in sorted(chunks.items())]
+    scored: Dict[int, List[ScoredImage]] = {key: [] for key, _, _ in queue}
+    position = iter([(key, i) for key, start, stop in queue for i in range(start, stop)])
+
+    def keep(record, image):
+        key, index = next(position)
+        expected = records[index]
+        if (image.image_id, image.file_name) != (expected["image_id"], expected["file_name"]):
+            raise RuntimeError(
+                "the scoring loader returned %s where %s was due" % (image.file_name, expected)
+            )
+        scored[key].append(image)
+        start, stop = chunks[key]
+        if store is not None and len(scored[key]) == stop - start:
+            store.write(key, scored[key])
+
+    own = [records[i] for _, start, stop in queue for i in range(start, stop)]
+    if own:
+        score_images(
+            model,
+            records_loader(cfg, own),
+            scorers,
+            references,
+            pseudo_score_thresh=cfg.IMAGESCORE.PSEUDO_SCORE_THRESH,
+            ignore_score_thresh=cfg.IMAGESCORE.PSEUDO_TRAINING.IGNORE_SCORE_THRESH,
+            keep=keep,
+        )
+    return scored

@@ -4,17 +4,18 @@ recorder that the scoring modes need attached (docs/method.md §2 steps 2-5).
 A recorder is anything with a ``recording(inputs)`` context manager that holds its hooks during the
 forward pass: :class:`BackboneRecorder` (the backbone's per-image layers, for image mode) and
 :class:`~imagescore_det.modeling.box_recording.BoxRecorder` (the box head on given boxes, for box
-mode). Each pass uses Detectron2's test loader (one image per batch, so a score never depends on
-its batch) with the model in eval mode under ``torch.inference_mode``; activations live only as
-long as their batch. In a multi-process run the loader shards images by rank and the scored images
-are gathered on the main process.
+mode). Each pass uses Detectron2's test loader, ``IMAGESCORE.SCORE_BATCH_SIZE`` images per batch
+(the backbone recorder crops each padded activation to its image, so no padding is pooled), with the
+model in eval mode under ``torch.inference_mode``; activations live only as long as their batch. In
+a multi-process run each process scores its own images and the scored images (summaries, never
+activations) are gathered on the main process.
 """
 
 import contextlib
 import logging
 import time
 from datetime import timedelta
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -22,7 +23,7 @@ from imagescore_det.utils.detectron2_import import require_detectron2
 
 require_detectron2()
 
-from detectron2.data import build_detection_test_loader  # noqa: E402
+from detectron2.data import build_detection_test_loader, get_detection_dataset_dicts  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.logger import log_every_n_seconds  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
@@ -36,6 +37,9 @@ __all__ = [
     "run_recorded",
     "labelled_loader",
     "unlabelled_loader",
+    "unlabelled_records",
+    "records_loader",
+    "score_batch_size",
     "gather_scored",
     "check_unique_ids",
 ]
@@ -83,13 +87,15 @@ def run_recorded(
     *,
     description: str,
     on_unreadable: Optional[Callable] = None,
+    after_batch: Optional[Callable] = None,
 ) -> None:
     """Run ``model`` once per batch of ``data_loader`` with ``recorders`` attached, then
     ``handle(inputs, outputs)``, which reads what the recorders hold.
 
     Records that ``SkipUnreadableMapper`` marked as unreadable go to ``on_unreadable(record)``
-    instead of the model (without it they are an error). The model's train/eval mode is restored
-    afterwards, even after an error.
+    instead of the model (without it they are an error). ``after_batch(batch)``, if given, then
+    sees the whole batch in loader order, unreadable markers included. The model's train/eval mode
+    is restored afterwards, even after an error.
     """
     model = unwrap_model(model)
     total, start = len(data_loader), time.perf_counter()
@@ -99,13 +105,14 @@ def run_recorded(
         with torch.inference_mode():
             for done, batch in enumerate(data_loader, start=1):
                 inputs = readable_records(batch, on_unreadable, description)
-                if not inputs:
-                    continue  # every image of the batch was unreadable
-                with contextlib.ExitStack() as attached:
-                    for recorder in recorders:
-                        attached.enter_context(recorder.recording(inputs))
-                    outputs = model(inputs)
-                handle(inputs, outputs)
+                if inputs:  # else every image of the batch was unreadable
+                    with contextlib.ExitStack() as attached:
+                        for recorder in recorders:
+                            attached.enter_context(recorder.recording(inputs))
+                        outputs = model(inputs)
+                    handle(inputs, outputs)
+                if after_batch is not None:
+                    after_batch(batch)
                 elapsed = time.perf_counter() - start
                 eta = timedelta(seconds=int(elapsed / done * (total - done)))
                 log_every_n_seconds(
@@ -131,32 +138,77 @@ def readable_records(batch, on_unreadable: Optional[Callable], description: str)
     return [record for record in batch if not is_unreadable(record)]
 
 
+def score_batch_size(cfg) -> int:
+    """IMAGESCORE.SCORE_BATCH_SIZE, checked: images per batch of the reference and scoring passes."""
+    size = cfg.IMAGESCORE.SCORE_BATCH_SIZE
+    if not isinstance(size, int) or size < 1:
+        raise ValueError("IMAGESCORE.SCORE_BATCH_SIZE must be an integer >= 1, got %r" % (size,))
+    return size
+
+
 def labelled_loader(cfg):
-    """Detectron2's test loader over IMAGESCORE.LABELLED_DATASETS: the reference pass's images."""
-    return build_detection_test_loader(cfg, list(cfg.IMAGESCORE.LABELLED_DATASETS))
-
-
-def unlabelled_loader(cfg):
-    """Detectron2's test loader over IMAGESCORE.UNLABELLED_DATASETS; an image that cannot be read becomes
-    a marker record (SkipUnreadableMapper) rather than ending an hour-long pass."""
+    """Detectron2's test loader over IMAGESCORE.LABELLED_DATASETS: the reference pass's images,
+    sharded by rank, SCORE_BATCH_SIZE per batch."""
     return build_detection_test_loader(
-        cfg, list(cfg.IMAGESCORE.UNLABELLED_DATASETS), mapper=SkipUnreadableMapper(cfg, False)
+        cfg, list(cfg.IMAGESCORE.LABELLED_DATASETS), batch_size=score_batch_size(cfg)
     )
 
 
-def gather_scored(shard: List[ScoredImage], description: str) -> List[ScoredImage]:
-    """Every rank's scored images on the main process (others get []), ids checked, unreadable ones reported."""
-    images = [image for part in comm.gather(shard) for image in part]
-    if comm.is_main_process():
-        unreadable = [image.file_name for image in images if image.error]
-        logger.info("Scored %d images of %s", len(images) - len(unreadable), description)
-        if unreadable:
-            logger.warning(
-                "Skipped %d unreadable image(s), recorded as not scored: %s",
-                len(unreadable),
-                ", ".join(unreadable),
-            )
-        check_unique_ids(images)
+def unlabelled_loader(cfg):
+    """Detectron2's test loader over IMAGESCORE.UNLABELLED_DATASETS (sharded by rank, SCORE_BATCH_SIZE
+    per batch); an image that cannot be read becomes a marker record (SkipUnreadableMapper) rather
+    than ending an hour-long pass."""
+    return build_detection_test_loader(
+        cfg,
+        list(cfg.IMAGESCORE.UNLABELLED_DATASETS),
+        mapper=SkipUnreadableMapper(cfg, False),
+        batch_size=score_batch_size(cfg),
+    )
+
+
+def unlabelled_records(cfg) -> List[dict]:
+    """Every dataset dict of IMAGESCORE.UNLABELLED_DATASETS in dataset order, as the test loader reads them."""
+    return get_detection_dataset_dicts(list(cfg.IMAGESCORE.UNLABELLED_DATASETS), filter_empty=False)
+
+
+def records_loader(cfg, records: Sequence[dict]):
+    """Detectron2's test loader over exactly ``records``, in order, in this process alone (the caller
+    chooses each process's records), SCORE_BATCH_SIZE per batch, unreadable images as markers."""
+    records = list(records)
+    return build_detection_test_loader(
+        records,
+        mapper=SkipUnreadableMapper(cfg, False),
+        sampler=torch.utils.data.SequentialSampler(records),
+        batch_size=score_batch_size(cfg),
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+    )
+
+
+def gather_scored(
+    shard: Dict[int, List[ScoredImage]],
+    description: str,
+    *,
+    reused: Optional[Dict[int, List[ScoredImage]]] = None,
+) -> List[ScoredImage]:
+    """Every rank's scored chunks (``{chunk: images}``, chunks numbered in dataset order) and the
+    ``reused`` ones on the main process, in chunk order (others get []); ids checked, unreadable
+    ones reported. Only the records travel, never activations."""
+    parts = comm.gather(shard)
+    if not comm.is_main_process():
+        return []
+    chunks = dict(reused or {})
+    for part in parts:
+        chunks.update(part)
+    images = [image for key in sorted(chunks) for image in chunks[key]]
+    unreadable = [image.file_name for image in images if image.error]
+    logger.info("Scored %d images of %s", len(images) - len(unreadable), description)
+    if unreadable:
+        logger.warning(
+            "Skipped %d unreadable image(s), recorded as not scored: %s",
+            len(unreadable),
+            ", ".join(unreadable),
+        )
+    check_unique_ids(images)
     return images
 
 

@@ -22,7 +22,7 @@ from detectron2.evaluation.testing import flatten_results_dict  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 
 from ..data.pseudo_labels import load_pseudo_labels, register_pseudo_labels  # noqa: E402
-from ..detection.modes import score_unlabelled  # noqa: E402
+from ..detection.modes import score_unlabelled, shard_folder  # noqa: E402
 from ..detection.selection import (  # noqa: E402
     labelled_category_ids,
     labelled_class_names,
@@ -153,8 +153,17 @@ class PseudoLabelSwapHook(HookBase):
                 done,
                 ", ".join("%s=%.2f" % kv for kv in flat.items()),
             )
+        if self.cfg.IMAGESCORE.SCORE_SHARD_SIZE > 0:
+            # The scoring shards are only reusable by the same weights: a checkpoint of them, taken
+            # before the pass, is what a run killed during the pass resumes from (--resume).
+            self.trainer.checkpointer.save("model_%07d" % (done - 1), iteration=done - 1)
         description = "%s at iteration %d" % (self.cfg.MODEL.META_ARCHITECTURE, done)
-        references, images = score_unlabelled(self.cfg, self.trainer.model, description=description)
+        references, images = score_unlabelled(
+            self.cfg,
+            self.trainer.model,
+            description=description,
+            shard_dir=os.path.join(shard_folder(self.cfg), "iter_%07d" % done),
+        )
         self.scoring_runs += 1
         if comm.is_main_process():
             model_info = {

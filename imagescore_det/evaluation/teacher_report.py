@@ -16,7 +16,7 @@ from detectron2.modeling import build_model  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 
 from ..data.ground_truth import ground_truth_of, has_boxes  # noqa: E402
-from ..detection.modes import MODES, score_unlabelled  # noqa: E402
+from ..detection.modes import MODES, score_unlabelled, shard_folder  # noqa: E402
 from ..detection.selection import write_selection  # noqa: E402
 from ..modeling.checkpoint import check_checkpoint_fits  # noqa: E402
 from ..utils.io import atomic_write  # noqa: E402
@@ -43,6 +43,9 @@ def write_table(rows: Sequence[Mapping], output_dir: str, name: str = "selection
 def score_teacher(cfg, weights: str, output_dir: str, *, seed: int = 0):
     """Score with the checkpoint ``weights`` in IMAGESCORE.SCORE_MODE, and with ground truth in every mode.
 
+    The scoring shards go to ``output_dir``/IMAGESCORE.SCORE_SHARD_DIR, so a rerun with the same
+    config, weights and data reuses the finished ones (and refuses those of another run).
+
     Runs on every process; returns the main process's result (None elsewhere):
     ``{"written": write_selection's result, "table": rows or None, "box_auroc": rows or None}``.
     """
@@ -56,6 +59,7 @@ def score_teacher(cfg, weights: str, output_dir: str, *, seed: int = 0):
         model,
         description="%s from %s" % (cfg.MODEL.META_ARCHITECTURE, weights),
         modes=tuple(MODES) if compared else (),
+        shard_dir=shard_folder(cfg, output_dir),
     )
     result = None
     if comm.is_main_process():
