@@ -17,6 +17,7 @@ synthetic set generated in a temporary folder; absolute times on a shared machin
 ratios are the result.
 
     OMP_NUM_THREADS=1 python bench/scoring_scale.py                 # 48 images, batch 1 and 8, N = 40
+    python bench/scoring_scale.py --images 12 IMAGESCORE.VGG.WIDTH_DIVISOR 1 INPUT.MIN_SIZE_TEST 600   # VGG16
     python bench/scoring_scale.py --images 96 --rounds 5 --batch-sizes 1 4 8 --memory-images 100
 """
 
@@ -38,14 +39,15 @@ CONFIG = os.path.join(ROOT, "configs", "demo_ssl.yaml")
 POOL = "synthetic_voc_2012_trainval"
 
 
-def config(data_root: str, batch_size: int, pool: str = POOL, extra=()):
+def config(data_root: str, batch_size: int, pool: str = POOL, extra=(), opts=()):
     from imagescore_det import build_config
     from imagescore_det.data.voc import register_synthetic_voc
 
     register_synthetic_voc(data_root)
+    user_opts = opts
     opts = ["MODEL.DEVICE", "cpu", "DATALOADER.NUM_WORKERS", 0, "IMAGESCORE.PSEUDO_SCORE_THRESH"]
     opts += [0.5, "IMAGESCORE.SCORE_BATCH_SIZE", batch_size, "IMAGESCORE.UNLABELLED_DATASETS"]
-    return build_config(CONFIG, opts + [(pool,)] + list(extra))
+    return build_config(CONFIG, opts + [(pool,)] + list(extra) + list(user_opts))
 
 
 def model_for(cfg):
@@ -59,7 +61,7 @@ def throughput(args) -> None:
     from imagescore_det.detection.modes import ImageMode, build_references, score_images
     from imagescore_det.detection.passes import labelled_loader, records_loader, unlabelled_records
 
-    cfg = config(args.data, 1)
+    cfg = config(args.data, 1, opts=args.opts)
     model = model_for(cfg)
     scorer = ImageMode(cfg, model, "bench")
     references = build_references(model, labelled_loader(cfg), [scorer])
@@ -81,7 +83,7 @@ def throughput(args) -> None:
         runs = list(times)
         rng.shuffle(runs)
         for name, batch_size in runs:
-            run_cfg = config(args.data, batch_size)
+            run_cfg = config(args.data, batch_size, opts=args.opts)
             start = time.perf_counter()
             (inference if name == "inference" else scoring)(run_cfg)
             times[name, batch_size].append(time.perf_counter() - start)
@@ -128,6 +130,7 @@ def memory_child(args) -> dict:
         args.memory_batch,
         "bench_pool",
         ["IMAGESCORE.SCORE_SHARD_SIZE", max(1, args.child // 4)],
+        opts=args.opts,
     )
     with tempfile.TemporaryDirectory() as shards:
         _, images = score_unlabelled(cfg, model_for(cfg), description="bench", shard_dir=shards)
@@ -139,7 +142,7 @@ def memory(args) -> None:
     peaks = []
     for count in (args.memory_images, 4 * args.memory_images):
         command = [sys.executable, os.path.abspath(__file__), "--child", str(count)]
-        command += ["--data", args.data, "--memory-batch", str(args.memory_batch)]
+        command += ["--data", args.data, "--memory-batch", str(args.memory_batch), *args.opts]
         env = dict(os.environ, ONEDNN_PRIMITIVE_CACHE_CAPACITY="0")
         output = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
         peaks.append(json.loads(output.stdout.strip().splitlines()[-1]))
@@ -169,6 +172,12 @@ def parse_args(argv=None):
     parser.add_argument("--memory-batch", type=int, default=1, help="batch size of those runs")
     parser.add_argument("--data", default=None, help="synthetic VOC folder (default: generated)")
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "opts",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="KEY VALUE overrides of the detector's config",
+    )
     return parser.parse_args(argv)
 
 
@@ -186,7 +195,8 @@ def main(args) -> None:
                 args.data, num_labelled=20, num_unlabelled=unlabelled, num_test=2, seed=0
             )
         print(
-            "torch threads: %d, config: configs/demo_ssl.yaml (untrained)" % torch.get_num_threads()
+            "torch threads: %d, config: configs/demo_ssl.yaml %s(untrained)"
+            % (torch.get_num_threads(), " ".join(map(str, args.opts)) + " " if args.opts else "")
         )
         throughput(args)
         memory(args)

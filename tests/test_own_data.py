@@ -354,7 +354,7 @@ def test_malformed_entries_and_bad_files_fail_clearly_naming_them(data, tmp_path
     output_dir = tmp_path / "not_written"
     argv = ["--config-file", CONFIG, "--output-dir", str(output_dir), *own_opts(data)]
     argv[argv.index("IMAGESCORE.REGISTER_DATASETS") + 1] = repr(
-        entries(data) + ["own_photos=folder:%s" % empty]
+        entries(data)[:-1] + ["own_photos=folder:%s" % empty]
     )
     with pytest.raises(ValueError, match="image folder %s holds no image" % empty):
         score_voc.main(parse_score_voc(argv))
