@@ -10,10 +10,8 @@ and Detectron2's own detections change there too, so those scores do depend on t
 """
 
 import csv
-import importlib.util
 import os
 import shutil
-import sys
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -24,6 +22,7 @@ pytestmark = pytest.mark.detectron2
 
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
+from helpers import DEMO_CONFIG, TINY_DATA, TINY_OPTS, load_tool  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from imagescore_det import build_config  # noqa: E402
@@ -41,16 +40,10 @@ from imagescore_det.detection.passes import (  # noqa: E402
     unlabelled_records,
 )
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(REPO, "configs", "demo_ssl.yaml")
-DATA = {"num_labelled": 6, "num_unlabelled": 10, "num_test": 4, "seed": 0}
+CONFIG = DEMO_CONFIG
+DATA = TINY_DATA
 SIZE = (192, 144)  # every image of the same-size copies, width x height
-OPTS = [
-    "IMAGESCORE.VGG.WIDTH_DIVISOR", "8", "MODEL.ROI_BOX_HEAD.FC_DIM", "32",
-    "INPUT.MIN_SIZE_TEST", "128", "IMAGESCORE.PSEUDO_SCORE_THRESH", "0.0",
-    "TEST.DETECTIONS_PER_IMAGE", "5", "IMAGESCORE.SYNTHETIC.NUM_LABELLED", "6",
-    "IMAGESCORE.SYNTHETIC.NUM_UNLABELLED", "10", "IMAGESCORE.SYNTHETIC.NUM_TEST", "4",
-]  # fmt: skip
+OPTS = TINY_OPTS
 
 
 def same_size_copy(source: str, target: str) -> None:
@@ -137,22 +130,12 @@ def test_float64_passes_give_the_same_references_scores_and_detections_at_any_ba
     assert [repr(image) for image in images_1] == [repr(image) for image in images_4]
 
 
-def load_score_voc():
-    spec = importlib.util.spec_from_file_location(
-        "score_voc", os.path.join(REPO, "tools", "score_voc.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["score_voc"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_score_voc_writes_the_same_csv_at_batch_1_and_4(same_size_opts, tmp_path):
     """float32, end to end, both modes (the set has ground truth): the same scores, per-layer terms,
     ranks, selection and pseudo-label counts. Only the mean confidence may differ, in its last float32
     bits (measured: 1 ulp, ~1.5e-8, in 2 of 10 images of this untrained model): the box head's
     matrix products run over the ROIs of 1 or 4 images, blocked differently."""
-    score_voc = load_score_voc()
+    score_voc = load_tool("score_voc")
     torch.manual_seed(0)
     weights = DetectionCheckpointer(build_model(config(same_size_opts, 1)), save_dir=str(tmp_path))
     weights.save("model")

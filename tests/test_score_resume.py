@@ -1,11 +1,9 @@
 """tools/score_voc.py in shards on a tiny synthetic set: interrupted after the first shard, rerun,
 same CSV and JSON as an uninterrupted run; shards of other weights, or truncated, are refused."""
 
-import importlib.util
 import json
 import logging
 import os
-import sys
 
 import pytest
 import torch
@@ -15,45 +13,15 @@ pytestmark = pytest.mark.detectron2
 
 from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.modeling import build_model  # noqa: E402
+from helpers import DEMO_CONFIG, TINY_OPTS, load_tool  # noqa: E402
 
 from imagescore_det import build_config  # noqa: E402
-from imagescore_det.data.synthetic import generate_synthetic_voc  # noqa: E402
-from imagescore_det.data.voc import register_synthetic_voc, synthetic_root  # noqa: E402
 from imagescore_det.detection.shards import ShardError, ShardStore  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(REPO, "configs", "demo_ssl.yaml")
-DATA = {"num_labelled": 6, "num_unlabelled": 10, "num_test": 4, "seed": 0}
-OPTS = [
-    "IMAGESCORE.VGG.WIDTH_DIVISOR", "8", "MODEL.ROI_BOX_HEAD.FC_DIM", "32",
-    "INPUT.MIN_SIZE_TEST", "128", "IMAGESCORE.PSEUDO_SCORE_THRESH", "0.0",
-    "TEST.DETECTIONS_PER_IMAGE", "5", "IMAGESCORE.SYNTHETIC.NUM_LABELLED", "6",
-    "IMAGESCORE.SYNTHETIC.NUM_UNLABELLED", "10", "IMAGESCORE.SYNTHETIC.NUM_TEST", "4",
-    "IMAGESCORE.SCORE_SHARD_SIZE", "3",
-]  # fmt: skip
-
-
-def load_score_voc():
-    spec = importlib.util.spec_from_file_location(
-        "score_voc", os.path.join(REPO, "tools", "score_voc.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["score_voc"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-score_voc = load_score_voc()
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("datasets"))
-    generate_synthetic_voc(synthetic_root(root, DATA), **DATA)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DETECTRON2_DATASETS", root)
-        yield root
-    register_synthetic_voc(synthetic_root())
+#: The one tiny setup, scored in shards of 3 images.
+OPTS = TINY_OPTS + ["IMAGESCORE.SCORE_SHARD_SIZE", "3"]
+CONFIG = DEMO_CONFIG
+score_voc = load_tool("score_voc")
 
 
 @pytest.fixture(scope="module")
