@@ -1,5 +1,6 @@
-"""tools/ssod_study.py end to end on the tiny schedule: one teacher, arms from it, resumable; the same on
-datasets declared only in the config; and the study's schedule checks (imagescore_det.study.runner)."""
+"""tools/ssod_study.py end to end on the tiny schedule: one teacher per (data seed, seed), arms from it,
+resumable; the same on datasets declared only in the config; and the study's schedule checks
+(imagescore_det.study.runner)."""
 
 import csv
 import json
@@ -29,47 +30,88 @@ def read_rows(out):
         return list(csv.DictReader(f))
 
 
-def test_arms_continue_from_one_teacher_and_a_repeat_reruns_nothing(empty_data_root, tmp_path):
+def test_arms_continue_from_one_teacher_per_data_seed_and_a_repeat_reruns_nothing(
+    empty_data_root, tmp_path
+):
     out = tmp_path / "study"
-    argv = ["--config-file", DEMO_CONFIG, "--seeds", "0", "--arms", "control", "imagescore", "--data-seed", "3",
+    argv = ["--config-file", DEMO_CONFIG, "--seeds", "0", "--arms", "control", "imagescore", "--data-seeds", "3", "4",
             "--output-dir", str(out), "--jobs", "2", *STUDY]  # fmt: skip
     summary = ssod_study.main(argv)
-    sizes = dict(TINY_DATA, seed=3)
-    assert (
-        empty_data_root
-        / "synthetic_voc_seed3_l{num_labelled}_u{num_unlabelled}_t{num_test}".format(**sizes)
-    ).is_dir()  # --data-seed: a folder of its own
-    assert [row["arm"] for row in summary] == ["control", "imagescore"]
+    for data_seed in (3, 4):  # --data-seeds: each set in a folder of its own, each grid too
+        sizes = dict(TINY_DATA, seed=data_seed)
+        assert (
+            empty_data_root
+            / "synthetic_voc_seed{seed}_l{num_labelled}_u{num_unlabelled}_t{num_test}".format(
+                **sizes
+            )
+        ).is_dir()
+        with open(out / ("data%d" % data_seed) / "seed0" / "teacher" / "config.yaml") as f:
+            assert yaml.safe_load(f)["IMAGESCORE"]["SYNTHETIC"]["SEED"] == data_seed
+    # Pooled rows first, then one row per data seed and arm.
+    assert [(row["data_seed"], row["arm"]) for row in summary] == [
+        (label, arm) for label in ("pooled", 3, 4) for arm in ("control", "imagescore")
+    ]
+    assert [row["seeds"] for row in summary] == [2, 2, 1, 1, 1, 1]
     rows = read_rows(out)
-    by_arm = {arm: [r for r in rows if r["arm"] == arm] for arm in ("control", "imagescore")}
-    for arm_rows in by_arm.values():
-        assert [int(r["iteration"]) for r in arm_rows] == ITERATIONS
-    # Up to the swap both arms report the one teacher's evaluations; only the swapping arm has pseudo labels.
-    assert by_arm["control"][0]["ap50"] == by_arm["imagescore"][0]["ap50"]
-    assert by_arm["control"][-1]["images"] == "" and int(by_arm["imagescore"][-1]["images"]) > 0
-    with open(out / "seed0" / "imagescore" / "pseudo_labels.json") as f:
+    assert {r["data_seed"] for r in rows} == {"3", "4"}
+    for data_seed in ("3", "4"):
+        by_arm = {
+            arm: [r for r in rows if r["arm"] == arm and r["data_seed"] == data_seed]
+            for arm in ("control", "imagescore")
+        }
+        for arm_rows in by_arm.values():
+            assert [int(r["iteration"]) for r in arm_rows] == ITERATIONS
+        # Up to the swap both arms report the one teacher's evaluations; only the swapping arm has pseudo labels.
+        assert by_arm["control"][0]["ap50"] == by_arm["imagescore"][0]["ap50"]
+        assert by_arm["control"][-1]["images"] == "" and int(by_arm["imagescore"][-1]["images"]) > 0
+    folder = out / "data3" / "seed0"
+    with open(folder / "imagescore" / "pseudo_labels.json") as f:
         assert (
             json.load(f)["info"]["model"]["iteration"] == 4
         )  # swapped at the start of the resumed run
-    with open(out / "seed0" / "control" / "metrics.json") as f:
+    with open(folder / "control" / "metrics.json") as f:
         assert (
             min(json.loads(line)["iteration"] for line in f) >= 4
         )  # resumed at the swap, not from scratch
-    assert not (out / "seed0" / "control" / "pseudo_labels.json").exists()
-    with open(out / "seed0" / "control" / "done.json") as f:
+    assert not (folder / "control" / "pseudo_labels.json").exists()
+    with open(folder / "control" / "done.json") as f:
         assert (
             "IMAGESCORE.REGIME labelled_only" in json.load(f)["command"]
         )  # the control never swaps
+    fingerprints = set()
+    for done in out.glob("data*/seed0/*/done.json"):
+        with open(done) as f:
+            fingerprints.add(json.load(f)["fingerprint"])
+    assert len(fingerprints) == 6  # each data seed's teacher and arms fingerprinted apart
     for name in ("summary.csv", "summary.md", "ap50_curves.png"):
         assert (out / name).stat().st_size > 0
+    md = (out / "summary.md").read_text()
+    assert "Data seeds (IMAGESCORE.SYNTHETIC.SEED): 3, 4" in md
+    assert "This study can detect differences of about ±" in md and "Evaluation noise:" in md
 
-    stamps = {p: p.stat().st_mtime_ns for p in out.glob("seed0/*/stdout.log")}
-    assert len(stamps) == 3
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("data*/seed0/*/stdout.log")}
+    assert len(stamps) == 6
     again = ssod_study.main(argv)
     assert {
-        p: p.stat().st_mtime_ns for p in out.glob("seed0/*/stdout.log")
+        p: p.stat().st_mtime_ns for p in out.glob("data*/seed0/*/stdout.log")
     } == stamps  # nothing trained again
     assert [a["ap50_mean"] for a in again] == [b["ap50_mean"] for b in summary]
+
+
+def test_one_data_seed_keeps_the_layout_and_flag_of_before(tmp_path):
+    def parse(*flags):
+        return ssod_study.parse_args(
+            ["--config-file", DEMO_CONFIG, "--output-dir", str(tmp_path), *flags]
+        )
+
+    assert parse().data_seeds is None and runner.data_seeds_of(parse()) == [None]
+    assert parse("--data-seed", "3").data_seeds == [3]  # the earlier flag still reads
+    assert parse("--data-seeds", "3", "5").data_seeds == [3, 5]
+    assert parse().final_evals == 3 and parse("--final-evals", "1").final_evals == 1
+    with pytest.raises(SystemExit):
+        parse("--final-evals", "0")
+    with pytest.raises(ValueError, match="twice"):
+        runner.data_seeds_of(parse("--data-seeds", "3", "3"))
 
 
 def test_the_study_runs_on_datasets_declared_only_in_the_config(tmp_path, monkeypatch):
@@ -121,7 +163,7 @@ def study_cfg(tmp_path, *opts):
     args = ssod_study.parse_args(
         ["--config-file", DEMO_CONFIG, "--output-dir", str(tmp_path), *STUDY, *opts]
     )
-    return runner.study_config(args)[0]
+    return runner.study_config(args, (args.data_seeds or [None])[0])[0]
 
 
 def test_arms_are_evaluated_three_times_after_the_swap_or_refused(empty_data_root, tmp_path):

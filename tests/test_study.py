@@ -1,19 +1,35 @@
-"""The study's summary arithmetic on a hand-made runs.csv, checked against closed forms (no scipy)."""
+"""The study's summary arithmetic on hand-made runs.csv files, checked against closed forms and
+NumPy: one data seed in the layout before data seeds, two data seeds pooled and apart, and the
+committed study tables (docs/detection_study) summarized again from their runs.csv."""
 
 import csv
 import math
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from imagescore_det.study.summary import (
+    POOLED,
     RUN_COLUMNS,
     control_drift,
+    detectable_note,
     drift_note,
+    final_ap50,
+    neighbour_sd,
+    noise_note,
     plot_curves,
     read_runs,
     summarize,
+    write_runs,
     write_summary,
 )
+
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "detection_study"
+#: runs.csv before data seeds: no data_seed column.
+OLD_COLUMNS = [c for c in RUN_COLUMNS if c != "data_seed"]
+#: 97.5 % quantiles of Student's t with 2 and 5 degrees of freedom (tables).
+T975 = {2: 4.302652729911275, 5: 2.570581835636314}
 
 # (arm, seed, iteration, ap50): the iteration-600 rows are the shared teacher's, the last one counts.
 FINAL = {
@@ -26,14 +42,15 @@ FINAL = {
 
 @pytest.fixture
 def runs_csv(tmp_path):
+    """A runs.csv of one data seed as the study wrote it before data seeds (no data_seed column)."""
     path = tmp_path / "runs.csv"
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(RUN_COLUMNS)
+        writer.writerow(OLD_COLUMNS)
         for arm, values in FINAL.items():
             for seed, value in enumerate(values):
-                writer.writerow([arm, seed, 600, 55.0 + seed, 30.0, "", "", "", ""])
-                writer.writerow([arm, seed, 900, value, value / 2, 10, 20, 0.75, 0.5])
+                writer.writerow([arm, seed, 600, 55.0 + seed, 30.0, "", "", "", "", ""])
+                writer.writerow([arm, seed, 900, value, value / 2, "", 10, 20, 0.75, 0.5])
     return str(path)
 
 
@@ -43,11 +60,14 @@ def t_distribution_2df_upper_tail(t):
 
 
 def test_delta_p_value_and_gap_closed_match_hand_computation(runs_csv):
-    summary = {row["arm"]: row for row in summarize(read_runs(runs_csv))}
-    assert list(summary) == ["control", "imagescore", "random", "oracle"]
+    rows = read_runs(runs_csv)
+    assert {row["data_seed"] for row in rows} == {""}  # no column: one data seed, the empty value
+    summary = {row["arm"]: row for row in summarize(rows)}
+    assert list(summary) == ["control", "imagescore", "random", "oracle"]  # pooled rows only
     ours = summary["imagescore"]
-    assert ours["seeds"] == 3 and ours["iteration"] == 900
+    assert ours["data_seed"] == POOLED and ours["seeds"] == 3 and ours["iteration"] == 900
     assert ours["ap50_mean"] == pytest.approx(62.3333333333, abs=1e-9)
+    assert ours["ap50_last_mean"] == pytest.approx(62.3333333333, abs=1e-9)  # one evaluation after
     assert ours["ap50_sd"] == pytest.approx(
         math.sqrt(((61.5 - 187 / 3) ** 2 + (62.5 - 187 / 3) ** 2 + (63 - 187 / 3) ** 2) / 2)
     )
@@ -57,6 +77,7 @@ def test_delta_p_value_and_gap_closed_match_hand_computation(runs_csv):
         t_distribution_2df_upper_tail(8 / math.sqrt(7)), rel=1e-9
     )
     assert ours["p_value"] == pytest.approx(0.5 - 4 / math.sqrt(78), rel=1e-9)
+    assert ours["ci95_half_width"] == pytest.approx(T975[2] * math.sqrt(21) / 6 / math.sqrt(3))
     assert ours["gap_closed"] == pytest.approx((4 / 3) / 9)
     assert summary["oracle"]["gap_closed"] == pytest.approx(1.0)
     assert (
@@ -66,6 +87,8 @@ def test_delta_p_value_and_gap_closed_match_hand_computation(runs_csv):
     assert (
         math.isnan(summary["control"]["p_value"]) and summary["control"]["delta_vs_control"] == 0.0
     )
+    assert math.isnan(summary["control"]["ci95_half_width"])
+    assert math.isnan(ours["neighbour_sd"])  # one evaluation after the swap: no sd
 
 
 def test_without_oracle_gap_closed_is_empty_and_files_are_written(runs_csv, tmp_path):
@@ -85,8 +108,12 @@ def test_without_oracle_gap_closed_is_empty_and_files_are_written(runs_csv, tmp_
         table[1]["gap_closed"] == ""
         and table[0]["p_value"] == ""
         and table[1]["delta_vs_control"] == "1.333"
+        and table[1]["data_seed"] == POOLED
     )
-    assert "| imagescore | 3 | 900 |" in (tmp_path / "summary.md").read_text()
+    md = (tmp_path / "summary.md").read_text()
+    assert "| imagescore | pooled | 3 | 900 |" in md
+    assert "mean of its last 3 evaluation(s) after the swap" in md
+    assert "ap50_last_mean is the mean of the runs' last evaluation alone" in md
     plot_curves(rows, str(tmp_path / "curves.png"), swap_iter=600)
     assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
 
@@ -101,9 +128,13 @@ def test_one_seed_has_no_p_value_and_bad_rows_name_the_line(tmp_path):
         ours["delta_vs_control"] == 2.0
         and math.isnan(ours["p_value"])
         and math.isnan(ours["ap50_sd"])
+        and math.isnan(ours["ci95_half_width"])
     )
     path = tmp_path / "runs.csv"
     path.write_text("arm,seed,iteration,ap50,ap\ncontrol,0,9,fifty,20\n")
+    with pytest.raises(ValueError, match="line 2"):
+        read_runs(str(path))
+    path.write_text("arm,data_seed,seed,iteration,ap50,ap\ncontrol,one,0,9,50,20\n")
     with pytest.raises(ValueError, match="line 2"):
         read_runs(str(path))
 
@@ -125,6 +156,164 @@ def test_control_drift_is_the_largest_move_after_the_swap(runs_csv):
     ]
     drift = control_drift(rows, swap_iter=600)
     # swap values 55 + seed; control finals 60, 62, 61; seed 0 also dips to 52.5 (2.5 below 55) at 750
-    assert drift == pytest.approx({0: 5.0, 1: 6.0, 2: 4.0})
+    assert drift == pytest.approx({("", 0): 5.0, ("", 1): 6.0, ("", 2): 4.0})
     assert drift_note(drift, 600).endswith("seed 0: 5.00, seed 1: 6.00, seed 2: 4.00.")
     assert control_drift(rows, swap_iter=900) == {}
+    two = control_drift([dict(row, data_seed=7) for row in rows], swap_iter=600)
+    assert drift_note(two, 600).endswith("data seed 7, seed 2: 4.00.")
+
+
+# ------------------------------------------------------------------ two data seeds
+
+SWAP = 600
+ITERATIONS = [700, 800, 900, 1000]
+#: (arm, data seed) -> per training seed 0, 1, 2: AP50 at ITERATIONS (after the teacher's 50 at 600).
+CURVES = {
+    ("control", 1): [[60, 61, 60, 62], [62, 63, 61, 62], [59, 60, 61, 60]],
+    ("control", 2): [[70, 71, 70, 70], [68, 69, 70, 71], [72, 71, 72, 73]],
+    ("imagescore", 1): [[61, 62, 63, 62], [62, 64, 63, 65], [60, 60, 61, 62]],
+    ("imagescore", 2): [[70, 70, 69, 71], [69, 70, 70, 70], [71, 71, 73, 72]],
+    ("oracle", 1): [[66, 68, 67, 69], [67, 69, 70, 68], [65, 66, 66, 67]],
+    ("oracle", 2): [[74, 75, 76, 74], [73, 74, 73, 75], [76, 77, 76, 78]],
+}
+
+
+@pytest.fixture
+def two_data_seeds(tmp_path):
+    rows = []
+    for (arm, data_seed), by_seed in CURVES.items():
+        for seed, values in enumerate(by_seed):
+            rows.append(dict(arm=arm, data_seed=data_seed, seed=seed, iteration=SWAP, ap50=50.0, ap=25.0))  # fmt: skip
+            for iteration, value in zip(ITERATIONS, values):
+                rows.append(dict(arm=arm, data_seed=data_seed, seed=seed, iteration=iteration, ap50=float(value), ap=value / 2))  # fmt: skip
+    path = str(tmp_path / "runs.csv")
+    write_runs(path, rows)
+    return read_runs(path)
+
+
+def final_of(arm, data_seed, k=3):
+    """Each seed's final figure, by hand: the mean of the last k evaluations after the swap."""
+    return np.array([np.mean(values[-k:]) for values in CURVES[(arm, data_seed)]])
+
+
+def t_test(differences):
+    """(one-sided p, 95 % half-width) of a paired mean difference, from the t statistic by hand."""
+    from scipy import stats
+
+    n = len(differences)
+    se = np.std(differences, ddof=1) / math.sqrt(n)
+    return float(stats.t.sf(np.mean(differences) / se, n - 1)), T975[n - 1] * se
+
+
+def test_a_runs_final_figure_is_the_mean_of_its_last_evaluations_after_the_swap(two_data_seeds):
+    final = final_ap50(two_data_seeds, swap_iter=SWAP, final_evals=3)
+    run = final["control"][(1, 0)]  # 61, 60, 62 after 60
+    assert run["ap50"] == pytest.approx(61.0) and run["ap50_last"] == 62.0 and run["evals"] == 3
+    assert run["ap"] == pytest.approx(30.5) and run["iteration"] == 1000
+    assert (
+        final_ap50(two_data_seeds, final_evals=3) == final
+    )  # the swap: each run's first evaluation
+    assert (
+        final_ap50(two_data_seeds, swap_iter=SWAP, final_evals=1)["control"][(1, 0)]["ap50"] == 62.0
+    )
+    # Only evaluations after the swap count, however many are asked for; none after: the last one.
+    assert final_ap50(two_data_seeds, swap_iter=SWAP, final_evals=9)["control"][(1, 0)]["ap50"] == pytest.approx(60.75)  # fmt: skip
+    late = final_ap50(two_data_seeds, swap_iter=800, final_evals=3)["control"][(1, 0)]
+    assert late["ap50"] == pytest.approx(61.0) and late["evals"] == 2
+    after_all = final_ap50(two_data_seeds, swap_iter=1000)["control"][(1, 0)]
+    assert after_all["ap50"] == 62.0 and after_all["evals"] == 1
+    with pytest.raises(ValueError, match="final_evals"):
+        final_ap50(two_data_seeds, final_evals=0)
+
+
+def test_pooled_and_per_data_seed_rows_on_two_data_seeds(two_data_seeds):
+    summary = summarize(two_data_seeds, swap_iter=SWAP, final_evals=3)
+    assert [(row["data_seed"], row["arm"]) for row in summary] == [
+        (label, arm) for label in (POOLED, 1, 2) for arm in ("control", "imagescore", "oracle")
+    ]
+    row = {(r["data_seed"], r["arm"]): r for r in summary}
+
+    control = {d: final_of("control", d) for d in (1, 2)}
+    ours = {d: final_of("imagescore", d) for d in (1, 2)}
+    oracle = {d: final_of("oracle", d) for d in (1, 2)}
+    pooled_differences = np.concatenate([ours[1] - control[1], ours[2] - control[2]])
+    # control / imagescore: data seed 1: 61 / 62.33, 62 / 64, 60.33 / 61; data seed 2: 70.33 / 70, 70 / 70, 72 / 72
+    assert pooled_differences == pytest.approx([4 / 3, 2, 2 / 3, -1 / 3, 0, 0])
+
+    pooled = row[(POOLED, "imagescore")]
+    p, half_width = t_test(pooled_differences)
+    assert pooled["seeds"] == 6 and pooled["iteration"] == 1000
+    assert pooled["delta_vs_control"] == pytest.approx(11 / 18)
+    assert pooled["p_value"] == pytest.approx(p, rel=1e-9)
+    assert pooled["ci95_half_width"] == pytest.approx(half_width, rel=1e-9)
+    assert pooled["ap50_mean"] == pytest.approx(np.mean(np.concatenate([ours[1], ours[2]])))
+    assert pooled["ap50_sd"] == pytest.approx(np.std(np.concatenate([ours[1], ours[2]]), ddof=1))
+    last = [v[-1] for d in (1, 2) for v in CURVES[("imagescore", d)]]
+    assert pooled["ap50_last_mean"] == pytest.approx(np.mean(last))  # 62, 65, 62, 71, 70, 72
+    assert pooled["ap_mean"] == pytest.approx(pooled["ap50_mean"] / 2)
+    oracle_gap = np.mean(np.concatenate([oracle[1] - control[1], oracle[2] - control[2]]))
+    assert pooled["gap_closed"] == pytest.approx((11 / 18) / oracle_gap)
+    assert row[(POOLED, "oracle")]["gap_closed"] == pytest.approx(1.0)
+
+    for d in (1, 2):  # each data seed's row: its own three pairs and its own oracle gap
+        own = row[(d, "imagescore")]
+        differences = ours[d] - control[d]
+        assert own["seeds"] == 3 and own["delta_vs_control"] == pytest.approx(np.mean(differences))
+        assert own["ap50_mean"] == pytest.approx(np.mean(ours[d]))
+        assert own["gap_closed"] == pytest.approx(
+            np.mean(differences) / np.mean(oracle[d] - control[d])
+        )
+        assert row[(d, "control")]["ap50_mean"] == pytest.approx(np.mean(control[d]))
+        p, half_width_d = t_test(differences)
+        assert own["p_value"] == pytest.approx(p, rel=1e-9)
+        assert own["ci95_half_width"] == pytest.approx(half_width_d, rel=1e-9)
+    assert row[(2, "imagescore")]["p_value"] > 0.5  # a mean difference of -1/9 on data seed 2
+
+    # Neighbouring checkpoints: the sd of a run's four evaluations after the swap, mean over runs.
+    noise = neighbour_sd(two_data_seeds, SWAP)
+    assert noise[("control", 1, 0)] == pytest.approx(np.std([60, 61, 60, 62], ddof=1))
+    for d in (1, 2):
+        expected = np.mean([np.std(v, ddof=1) for v in CURVES[("control", d)]])
+        assert row[(d, "control")]["neighbour_sd"] == pytest.approx(expected)
+    note = noise_note(two_data_seeds, SWAP)
+    expected = np.mean([np.std(v, ddof=1) for v in CURVES[("control", 1)]])
+    assert "data seed 1: control %.4g, every arm" % expected in note and "data seed 2:" in note
+
+    text = detectable_note(summary)
+    assert text.startswith("This study can detect differences of about ±%.2f AP50" % half_width)
+    assert "imagescore ±%.2f over 6" % half_width in text and "oracle ±" in text
+
+
+def test_two_data_seeds_are_written_with_their_column(two_data_seeds, tmp_path):
+    write_runs(str(tmp_path / "again.csv"), two_data_seeds)
+    with open(tmp_path / "again.csv") as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0]) == RUN_COLUMNS and {r["data_seed"] for r in table} == {"1", "2"}
+    summary = summarize(two_data_seeds, swap_iter=SWAP)
+    write_summary(
+        summary, str(tmp_path / "summary.csv"), str(tmp_path / "summary.md"), final_evals=3
+    )
+    with open(tmp_path / "summary.csv") as f:
+        written = list(csv.DictReader(f))
+    assert [r["data_seed"] for r in written] == [POOLED] * 3 + ["1"] * 3 + ["2"] * 3
+    assert written[1]["seeds"] == "6" and written[4]["seeds"] == "3"
+
+
+@pytest.mark.parametrize("folder", ["data_seed0", "data_seed1"])
+def test_the_committed_study_tables_summarize_again_from_their_runs_csv(folder):
+    """The committed runs.csv files (no data_seed column) read as one data seed; with the last
+    evaluation as the final figure (final_evals 1) they give the committed summary.csv again."""
+    rows = read_runs(str(DOCS / folder / "runs.csv"))
+    with open(DOCS / folder / "summary.csv") as f:
+        committed = {row["arm"]: row for row in csv.DictReader(f)}
+    summary = summarize(rows, swap_iter=2400, final_evals=1)
+    assert [row["arm"] for row in summary] == list(committed)
+    for row in summary:
+        for column in ("ap50_mean", "ap50_sd", "ap_mean", "delta_vs_control", "p_value", "gap_closed"):  # fmt: skip
+            if committed[row["arm"]][column] == "":
+                assert math.isnan(row[column]), (row["arm"], column)
+            else:
+                expected = float(committed[row["arm"]][column])
+                assert row[column] == pytest.approx(expected, rel=1e-3, abs=1e-9), (row["arm"], column)  # fmt: skip
+    # The default figure (the mean of the last 3 evaluations after the swap) is defined for every arm.
+    assert all(math.isfinite(row["ap50_mean"]) for row in summarize(rows, swap_iter=2400))

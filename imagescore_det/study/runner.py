@@ -38,12 +38,24 @@ from ..engine.hooks import EVALUATIONS_FILE  # noqa: E402
 from ..evaluation.evaluators import COCO_STYLE_KEY  # noqa: E402
 from ..evaluation.pseudo_label_quality import pseudo_label_file_quality  # noqa: E402
 from ..utils.io import atomic_write  # noqa: E402
-from .summary import control_drift, drift_note, plot_curves, summarize, write_runs, write_summary  # noqa: E402
+from .summary import (  # noqa: E402
+    DEFAULT_FINAL_EVALS,
+    control_drift,
+    detectable_note,
+    drift_note,
+    noise_note,
+    plot_curves,
+    summarize,
+    write_runs,
+    write_summary,
+)
 
 __all__ = [
     "ARMS",
     "TEACHER",
+    "parse_study_args",
     "study_config",
+    "data_seeds_of",
     "arm_eval_period",
     "run_opts",
     "evaluations",
@@ -67,12 +79,85 @@ DONE = "done.json"
 COCO_STYLE_AP50 = COCO_STYLE_KEY + "/AP50"
 
 
-def study_config(args):
-    """The shared config (file + opts + data seed), set up as every tool's (datasets of
-    IMAGESCORE.REGISTER_DATASETS registered, the synthetic set generated) and checked for what the
-    study needs. Returns it and the opts every run gets."""
+def data_seeds_of(args) -> list:
+    """The study's data seeds: ``args.data_seeds``, or [None] (the config's) where none is given."""
+    seeds = list(getattr(args, "data_seeds", None) or [None])
+    if len(set(seeds)) != len(seeds):
+        raise ValueError("--data-seeds lists a seed twice: %s" % seeds)
+    return seeds
+
+
+def parse_study_args(argv=None, description: str = ""):
+    """tools/ssod_study.py's command line (``description``: its help text), checked."""
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config-file",
+        required=True,
+        metavar="FILE",
+        help="training config, e.g. configs/demo_ssl.yaml",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        help="training seeds (cfg.SEED), one teacher each",
+    )
+    parser.add_argument(
+        "--arms",
+        nargs="+",
+        default=list(ARMS),
+        choices=list(ARMS),
+        help="arms to run from each teacher",
+    )
+    parser.add_argument(
+        "--data-seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="IMAGESCORE.SYNTHETIC.SEED of each synthetic set to run the grid on (default: the config's)",
+    )
+    parser.add_argument(
+        "--final-evals",
+        type=int,
+        default=DEFAULT_FINAL_EVALS,
+        help="a run's final AP50 is the mean of its last N evaluations after the swap (default 3)",
+    )
+    parser.add_argument(
+        "--output-dir", required=True, metavar="DIR", help="where the runs and the tables go"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="training processes at a time (default 2)"
+    )
+    parser.add_argument(
+        "--reuse-stale",
+        action="store_true",
+        help="reuse finished runs whose settings differ from this command's (summary.md says which); "
+        "without it they train again",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="OMP_NUM_THREADS of each process (default 1)"
+    )
+    parser.add_argument(
+        "opts",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="KEY VALUE config overrides shared by every run",
+    )
+    args = parser.parse_args(argv)
+    if min(args.jobs, args.threads, args.final_evals) < 1:
+        parser.error("--jobs, --threads and --final-evals must be at least 1")
+    return args
+
+
+def study_config(args, data_seed=None):
+    """The shared config (file + opts + ``data_seed``, None: the config's), set up as every tool's
+    (datasets of IMAGESCORE.REGISTER_DATASETS registered, the synthetic set generated) and checked
+    for what the study needs. Returns it and the opts every run gets."""
     opts = list(args.opts) + (
-        ["IMAGESCORE.SYNTHETIC.SEED", str(args.data_seed)] if args.data_seed is not None else []
+        ["IMAGESCORE.SYNTHETIC.SEED", str(data_seed)] if data_seed is not None else []
     )
     cfg = setup(argparse.Namespace(config_file=args.config_file, opts=opts))
     if cfg.IMAGESCORE.REGIME != "swap":
@@ -170,20 +255,33 @@ def last_error_line(log_file: str) -> str:
 class Study:
     """Runs teachers and arms as ``train_net`` subprocesses and collects their rows.
 
-    Each run's done.json records a fingerprint of everything that shapes it (its config after
-    overrides, arm, seed, data and, for an arm, its teacher's fingerprint): a finished run is
-    reused only while that fingerprint holds, unless ``args.reuse_stale``; :attr:`stale` lists the
-    runs reused that way.
+    One Study is one data seed's grid (``cfg`` set up with that IMAGESCORE.SYNTHETIC.SEED); its
+    runs go to ``args.output_dir/<subfolder>/seed<S>/<name>`` (``subfolder`` "" where the study has
+    one data seed: the layout of a study before data seeds). Each run's done.json records a
+    fingerprint of everything that shapes it (its config after overrides, arm, seed, data and, for
+    an arm, its teacher's fingerprint): a finished run is reused only while that fingerprint holds,
+    unless ``args.reuse_stale``; :attr:`stale` lists the runs reused that way.
     """
 
-    def __init__(self, args, cfg, opts, train_net: str):
+    def __init__(self, args, cfg, opts, train_net: str, subfolder: str = ""):
         self.args, self.cfg, self.opts, self.train_net = args, cfg, opts, train_net
-        self.root = os.path.abspath(args.output_dir)
-        self.truth = None  # the unlabelled set's ground truth, read once when an arm needs it
+        self.data_seed = cfg.IMAGESCORE.SYNTHETIC.SEED
+        self.subfolder = subfolder
+        self.root = os.path.join(os.path.abspath(args.output_dir), subfolder)
+        self.truth = None  # the unlabelled set's ground truth: load_truth(), while it is registered
         self.stale: List[str] = []
 
     def folder(self, seed: int, name: str) -> str:
         return os.path.join(self.root, "seed%d" % seed, name)
+
+    def label(self, seed: int, name: str) -> str:
+        """``[data<D>/]seed<S>/<name>``: the run's folder under --output-dir."""
+        return os.path.join(self.subfolder, "seed%d" % seed, name)
+
+    def load_truth(self) -> None:
+        """Read the unlabelled set's ground truth now, while this data seed's set is the one
+        registered under its names (the next data seed's setup registers its own there)."""
+        self.truth = ground_truth_of(self.cfg.IMAGESCORE.UNLABELLED_DATASETS)
 
     def run_config(self, seed: int, name: str):
         """The config one run trains with, checked as train_net checks it (before any run starts)."""
@@ -192,7 +290,7 @@ class Study:
         try:
             check_imagescore_config(cfg, training=True)
         except ValueError as error:
-            raise ValueError("%s of seed %d: %s" % (name, seed, error)) from error
+            raise ValueError("%s: %s" % (self.label(seed, name), error)) from error
         return cfg
 
     def fingerprint(self, seed: int, name: str) -> str:
@@ -215,7 +313,7 @@ class Study:
             if record.get("fingerprint") == fingerprint:
                 return record
             if self.args.reuse_stale:
-                self.stale.append("seed%d/%s" % (seed, name))
+                self.stale.append(self.label(seed, name))
                 return record
         shutil.rmtree(
             folder, ignore_errors=True
@@ -241,8 +339,8 @@ class Study:
         if code:
             log_file = os.path.join(folder, "stdout.log")
             raise RuntimeError(
-                "%s of seed %d failed (exit %d): %s; see %s"
-                % (name, seed, code, last_error_line(log_file), log_file)
+                "%s failed (exit %d): %s; see %s"
+                % (self.label(seed, name), code, last_error_line(log_file), log_file)
             )
         record = {
             "fingerprint": fingerprint,
@@ -259,7 +357,7 @@ class Study:
 
     def pseudo_label_quality(self, folder: str):
         if self.truth is None:
-            self.truth = ground_truth_of(self.cfg.IMAGESCORE.UNLABELLED_DATASETS)
+            self.load_truth()
         paths = output_paths(self.cfg, folder)
         return pseudo_label_file_quality(load_pseudo_labels(paths["pseudo_labels"]), self.truth)
 
@@ -275,6 +373,7 @@ class Study:
             dict(
                 extra,
                 arm=arm,
+                data_seed=self.data_seed,
                 seed=seed,
                 iteration=it,
                 ap50=values[0],
@@ -287,28 +386,37 @@ class Study:
 
 def run_study(args, command: str, train_net: str):
     """Train everything not yet done (``--jobs`` at a time) with the script ``train_net``
-    (tools/train_net.py), then write the tables and the plot."""
+    (tools/train_net.py), for every data seed of ``args.data_seeds``, then write the tables (pooled
+    over the data seeds and per data seed) and the plot."""
     started = time.time()
-    cfg, opts = study_config(
-        args
-    )  # generates the synthetic set once, here, before the runs read it in parallel
-    study = Study(args, cfg, opts, train_net)
-    for seed in args.seeds:  # every run's settings checked before the first one trains
-        for name in [TEACHER] + list(args.arms):
-            study.run_config(seed, name)
-    os.makedirs(study.root, exist_ok=True)
-    progress = tqdm(total=len(args.seeds) * (1 + len(args.arms)), desc="ssod study", unit="run")
+    data_seeds = data_seeds_of(args)
+    final_evals = getattr(args, "final_evals", DEFAULT_FINAL_EVALS)
+    studies = []
+    for data_seed in data_seeds:  # each set generated here, before the runs read it in parallel
+        cfg, opts = study_config(args, data_seed)
+        subfolder = "data%d" % cfg.IMAGESCORE.SYNTHETIC.SEED if len(data_seeds) > 1 else ""
+        study = Study(args, cfg, opts, train_net, subfolder)
+        for seed in args.seeds:  # every run's settings checked before the first one trains
+            for name in [TEACHER] + list(args.arms):
+                study.run_config(seed, name)
+        if any(ARMS.get(arm) for arm in args.arms):
+            study.load_truth()  # while this data seed's set is the registered one
+        studies.append(study)
+    cfg = studies[0].cfg  # the schedule is the same on every data seed
+    os.makedirs(os.path.abspath(args.output_dir), exist_ok=True)
+    progress = tqdm(
+        total=len(studies) * len(args.seeds) * (1 + len(args.arms)), desc="ssod study", unit="run"
+    )
 
-    def job(seed, name, teacher_future=None):
+    def job(study, seed, name, teacher_future=None):
         if teacher_future is not None:
             teacher_future.result()  # submitted earlier, so already running or done: no deadlock
         record = study.train(seed, name)
         progress.update()
         progress.write(
-            "seed %d %-10s done (%.0f s): AP50 %s"
+            "%-24s done (%.0f s): AP50 %s"
             % (
-                seed,
-                name,
+                study.label(seed, name),
                 record["seconds"],
                 ", ".join(
                     "%s: %.1f" % (k, v[0])
@@ -319,20 +427,27 @@ def run_study(args, command: str, train_net: str):
         return record
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        teachers = {seed: pool.submit(job, seed, TEACHER) for seed in args.seeds}
+        teachers = {
+            (k, seed): pool.submit(job, study, seed, TEACHER)
+            for k, study in enumerate(studies)
+            for seed in args.seeds
+        }
         arms = {
-            (seed, arm): pool.submit(job, seed, arm, teachers[seed])
+            (k, seed, arm): pool.submit(job, study, seed, arm, teachers[(k, seed)])
+            for k, study in enumerate(studies)
             for seed in args.seeds
             for arm in args.arms
         }
         rows = [
             row
-            for (seed, arm), future in arms.items()
-            for row in study.rows(seed, arm, teachers[seed].result(), future.result())
+            for (k, seed, arm), future in arms.items()
+            for row in studies[k].rows(seed, arm, teachers[(k, seed)].result(), future.result())
         ]
     progress.close()
-    summary = summarize(rows)
-    write_runs(os.path.join(study.root, "runs.csv"), rows)
+    root = os.path.abspath(args.output_dir)
+    swap = cfg.IMAGESCORE.SWAP_ITER
+    summary = summarize(rows, swap_iter=swap, final_evals=final_evals)
+    write_runs(os.path.join(root, "runs.csv"), rows)
     trained = sum(
         r["seconds"]
         for r in [f.result() for f in teachers.values()] + [f.result() for f in arms.values()]
@@ -341,33 +456,48 @@ def run_study(args, command: str, train_net: str):
         "AP50 and AP are Detectron2's Pascal VOC protocol (bbox/AP50, the paper's metric); runs.csv's ap50_coco is "
         "the COCO-style AP50 by pycocotools (bbox_coco/AP50), about 3 points apart on the same model."
     )
+    seeds_note = "Data seeds (IMAGESCORE.SYNTHETIC.SEED): %s; training seeds: %s." % (
+        ", ".join(str(study.data_seed) for study in studies),
+        ", ".join(str(seed) for seed in args.seeds),
+    )
     note = (
         "Wall time of this command: %.1f min (%d processes at a time, %d thread(s) each); the runs' own times add up to %.1f min."
         % ((time.time() - started) / 60, args.jobs, args.threads, trained / 60)
     )
-    drift = drift_note(control_drift(rows, cfg.IMAGESCORE.SWAP_ITER), cfg.IMAGESCORE.SWAP_ITER)
-    if study.stale:
+    stale = [label for study in studies for label in study.stale]
+    if stale:
         note += (
             " Reused with --reuse-stale, although their settings differ from this command's: %s."
-            % ", ".join(study.stale)
+            % ", ".join(stale)
         )
+    detectable = detectable_note(summary)
     write_summary(
         summary,
-        os.path.join(study.root, "summary.csv"),
-        os.path.join(study.root, "summary.md"),
+        os.path.join(root, "summary.csv"),
+        os.path.join(root, "summary.md"),
         command=command,
-        notes=[protocol, drift, note],
+        notes=[
+            seeds_note,
+            detectable,
+            noise_note(rows, swap),
+            protocol,
+            drift_note(control_drift(rows, swap), swap),
+            note,
+        ],
+        final_evals=final_evals,
     )
     plot_curves(
         rows,
-        os.path.join(study.root, "ap50_curves.png"),
-        swap_iter=cfg.IMAGESCORE.SWAP_ITER,
-        title="AP50 against iteration (%d seeds)" % len(args.seeds),
+        os.path.join(root, "ap50_curves.png"),
+        swap_iter=swap,
+        title="AP50 against iteration (%d data seed(s) x %d seeds)"
+        % (len(studies), len(args.seeds)),
     )
     print(
         "Wrote runs.csv, summary.csv, summary.md and ap50_curves.png to %s (%.0f s)"
-        % (study.root, time.time() - started)
+        % (root, time.time() - started)
     )
-    with open(os.path.join(study.root, "summary.md")) as f:
+    with open(os.path.join(root, "summary.md")) as f:
         print(f.read())
+    print(detectable)
     return summary

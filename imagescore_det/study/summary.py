@@ -1,23 +1,40 @@
 """The arithmetic of the side-by-side study (tools/ssod_study.py): runs.csv in, summary and plot out.
 
-runs.csv holds one row per (arm, seed, evaluated iteration): ``arm,seed,iteration,ap50,ap`` and the
-arm's pseudo-label statistics. The summary compares each arm's final AP50 (at its last evaluated
-iteration) with the ``control`` arm's on the same seeds:
+runs.csv holds one row per (arm, data seed, training seed, evaluated iteration):
+``arm,data_seed,seed,iteration,ap50,ap`` and the arm's pseudo-label statistics. A *run* is one
+(arm, data seed, training seed); a runs.csv written before data seeds existed has no ``data_seed``
+column and reads as one data seed, the empty value.
 
-- ``delta_vs_control``: the mean over seeds of (arm - control), a paired difference;
+**A run's final figure** is the mean AP50 of its last ``final_evals`` (K, default 3) evaluations
+after the swap (fewer where it has fewer; its last evaluation where it has none after the swap);
+its last evaluation's AP50 is kept beside it (``ap50_last_mean``). Where the swap iteration is not
+given, a run's first evaluation is taken as the swap: the study writes each arm's rows from its
+teacher's one evaluation, at the swap.
+
+The summary compares each arm's final figures with the ``control`` arm's on the same
+(data seed, training seed) pairs, in one **pooled** row per arm (every pair of every data seed) and,
+where there are two or more data seeds, one row per arm and data seed:
+
+- ``delta_vs_control``: the mean over the pairs of (arm - control), a paired difference;
 - ``p_value``: one-sided paired t-test of "the arm beats control" (``scipy.stats.ttest_1samp`` of
-  the per-seed differences against 0, ``alternative="greater"``: the same as ``ttest_rel``); it needs two or more paired seeds and differences that are not all
-  equal, else it is empty. With three seeds a sign or permutation test can never go below 0.125,
-  which is why the t-test is used; it assumes roughly normal per-seed differences;
-- ``gap_closed``: ``delta_vs_control / (oracle - control)``, the oracle's own paired delta, where an
-  ``oracle`` arm ran; empty otherwise.
+  the per-pair differences against 0, ``alternative="greater"``: the same as ``ttest_rel``); it
+  needs two or more pairs and differences that are not all equal, else it is empty. With three
+  seeds a sign or permutation test can never go below 0.125, which is why the t-test is used; it
+  assumes roughly normal per-pair differences;
+- ``ci95_half_width``: the half-width of the 95 % t-interval of that mean difference
+  (``t(0.975, n - 1) * sd / sqrt(n)``): differences much smaller than it cannot be told from noise;
+- ``gap_closed``: ``delta_vs_control / (oracle - control)``, the oracle's own paired delta on the
+  same data seeds, where an ``oracle`` arm ran; empty otherwise;
+- ``neighbour_sd``: the mean over the row's runs of :func:`neighbour_sd`, the sd of AP50 over one
+  run's evaluations after the swap (neighbouring checkpoints; control's sits on a plateau, so its
+  sd is the evaluation's own noise).
 
 No Detectron2 here: the tool writes runs.csv, this module reads it (and so does its test).
 """
 
 import csv
 import math
-from typing import Dict, List, Mapping, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -26,18 +43,25 @@ from ..utils.io import atomic_write
 __all__ = [
     "RUN_COLUMNS",
     "SUMMARY_COLUMNS",
+    "POOLED",
+    "DEFAULT_FINAL_EVALS",
     "read_runs",
     "write_runs",
+    "run_key",
     "final_ap50",
+    "neighbour_sd",
     "summarize",
     "control_drift",
     "drift_note",
+    "noise_note",
+    "detectable_note",
     "write_summary",
     "plot_curves",
 ]
 
 RUN_COLUMNS = [
     "arm",
+    "data_seed",
     "seed",
     "iteration",
     "ap50",
@@ -50,19 +74,38 @@ RUN_COLUMNS = [
 ]
 SUMMARY_COLUMNS = [
     "arm",
+    "data_seed",
     "seeds",
     "iteration",
     "ap50_mean",
     "ap50_sd",
+    "ap50_last_mean",
     "ap_mean",
     "delta_vs_control",
     "p_value",
+    "ci95_half_width",
     "gap_closed",
+    "neighbour_sd",
 ]
+#: ``data_seed`` of a summary row that pools every data seed.
+POOLED = "pooled"
+#: How many of a run's last evaluations after the swap its final figure averages.
+DEFAULT_FINAL_EVALS = 3
+
+#: A run: (data seed, training seed); the data seed is "" in a runs.csv without the column.
+RunKey = Tuple[object, int]
+
+
+def _data_seed(value) -> object:
+    """runs.csv's data_seed cell: an int, or "" where it is empty or the column is missing."""
+    if value is None or str(value).strip() == "":
+        return ""
+    return int(value)
 
 
 def read_runs(path: str) -> List[Dict[str, object]]:
-    """runs.csv as dicts: seed and iteration as int, AP values as float; refuses missing columns."""
+    """runs.csv as dicts: data_seed, seed and iteration as int (data_seed "" where the file has no
+    such column or the cell is empty), AP values as float; refuses missing columns."""
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         missing = [
@@ -78,6 +121,7 @@ def read_runs(path: str) -> List[Dict[str, object]]:
                 rows.append(
                     dict(
                         row,
+                        data_seed=_data_seed(row.get("data_seed")),
                         seed=int(row["seed"]),
                         iteration=int(row["iteration"]),
                         ap50=float(row["ap50"]),
@@ -96,20 +140,76 @@ def write_runs(path: str, rows: Sequence[Mapping[str, object]]) -> None:
         writer.writerows(rows)
 
 
-def final_ap50(rows: Sequence[Mapping[str, object]]) -> Dict[str, Dict[int, Mapping[str, object]]]:
-    """``{arm: {seed: the row of its last evaluated iteration}}``."""
-    final: Dict[str, Dict[int, Mapping[str, object]]] = {}
+def run_key(row: Mapping[str, object]) -> RunKey:
+    """(data seed, training seed) of a runs.csv row; data seed "" where the row has none."""
+    return (row.get("data_seed", ""), row["seed"])
+
+
+def _runs(rows: Sequence[Mapping[str, object]]) -> Dict[str, Dict[RunKey, List[Mapping]]]:
+    """``{arm: {run key: its rows by iteration}}``, arms and runs in the order they first appear."""
+    runs: Dict[str, Dict[RunKey, List[Mapping]]] = {}
     for row in rows:
-        best = final.setdefault(row["arm"], {}).get(row["seed"])
-        if best is None or row["iteration"] > best["iteration"]:
-            final[row["arm"]][row["seed"]] = row
+        runs.setdefault(row["arm"], {}).setdefault(run_key(row), []).append(row)
+    for by_run in runs.values():
+        for key in by_run:
+            by_run[key] = sorted(by_run[key], key=lambda r: r["iteration"])
+    return runs
+
+
+def _after_swap(points: Sequence[Mapping], swap_iter: Optional[int]) -> List[Mapping]:
+    """A run's evaluations after the swap (``swap_iter`` None: after its first evaluation)."""
+    swap = points[0]["iteration"] if swap_iter is None else swap_iter
+    return [row for row in points if row["iteration"] > swap]
+
+
+def final_ap50(
+    rows: Sequence[Mapping[str, object]],
+    swap_iter: Optional[int] = None,
+    final_evals: int = DEFAULT_FINAL_EVALS,
+) -> Dict[str, Dict[RunKey, Dict[str, float]]]:
+    """``{arm: {(data seed, seed): final figures}}``: ``ap50`` and ``ap``, the means over the run's last
+    ``final_evals`` evaluations after ``swap_iter`` (its last evaluation alone where none is after
+    it); ``ap50_last``, its last evaluation's AP50; ``iteration``, that evaluation's; ``evals``, how
+    many evaluations the means took."""
+    if final_evals < 1:
+        raise ValueError("final_evals must be at least 1, not %d" % final_evals)
+    final: Dict[str, Dict[RunKey, Dict[str, float]]] = {}
+    for arm, by_run in _runs(rows).items():
+        for key, points in by_run.items():
+            last = (_after_swap(points, swap_iter) or points[-1:])[-final_evals:]
+            final.setdefault(arm, {})[key] = {
+                "ap50": float(np.mean([row["ap50"] for row in last])),
+                "ap": float(np.mean([row["ap"] for row in last])),
+                "ap50_last": float(points[-1]["ap50"]),
+                "iteration": points[-1]["iteration"],
+                "evals": len(last),
+            }
     return final
 
 
-def _paired(final, arm: str, reference: str):
-    seeds = sorted(set(final.get(arm, {})) & set(final.get(reference, {})))
+def neighbour_sd(
+    rows: Sequence[Mapping[str, object]], swap_iter: Optional[int] = None
+) -> Dict[Tuple[str, object, int], float]:
+    """``{(arm, data seed, seed): sd (ddof 1) of the run's AP50 over its evaluations after the swap}``:
+    how much one evaluation moves between neighbouring checkpoints of one run. On the control, at a
+    plateau, that is the evaluation's own noise. NaN for a run with fewer than two such evaluations."""
+    found = {}
+    for arm, by_run in _runs(rows).items():
+        for (data_seed, seed), points in by_run.items():
+            values = [row["ap50"] for row in _after_swap(points, swap_iter)]
+            found[(arm, data_seed, seed)] = (
+                float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+            )
+    return found
+
+
+def _paired(final, arm: str, reference: str, keys=None) -> np.ndarray:
+    """(arm - reference) final AP50 over the runs both have (restricted to ``keys`` if given)."""
+    shared = [k for k in final.get(arm, {}) if k in final.get(reference, {})]
+    if keys is not None:
+        shared = [k for k in shared if k in keys]
     return np.array(
-        [final[arm][s]["ap50"] - final[reference][s]["ap50"] for s in seeds], dtype=np.float64
+        [final[arm][k]["ap50"] - final[reference][k]["ap50"] for k in shared], dtype=np.float64
     )
 
 
@@ -122,59 +222,105 @@ def _one_sided_paired_t(differences: np.ndarray) -> float:
     return float(stats.ttest_1samp(differences, 0.0, alternative="greater").pvalue)
 
 
+def _ci95_half_width(differences: np.ndarray) -> float:
+    """Half-width of the 95 % t-interval of the mean of ``differences``; NaN under two of them."""
+    from scipy import stats
+
+    n = len(differences)
+    if n < 2:
+        return float("nan")
+    sd = float(np.std(differences, ddof=1))
+    return float(stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n))
+
+
+def _finite_mean(values) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
 def summarize(
-    rows: Sequence[Mapping[str, object]], control: str = "control", oracle: str = "oracle"
+    rows: Sequence[Mapping[str, object]],
+    control: str = "control",
+    oracle: str = "oracle",
+    *,
+    swap_iter: Optional[int] = None,
+    final_evals: int = DEFAULT_FINAL_EVALS,
 ) -> List[Dict[str, object]]:
-    """One summary row per arm, in the order the arms first appear in ``rows``; NaN where undefined."""
-    final = final_ap50(rows)
-    oracle_gap = (
-        float(np.mean(_paired(final, oracle, control)))
-        if oracle in final and control in final
-        else float("nan")
+    """Summary rows: one pooled row per arm (``data_seed`` :data:`POOLED`), in the order the arms first
+    appear in ``rows``; then, where ``rows`` hold two or more data seeds, one row per data seed and
+    arm. NaN where undefined (see the module's docstring for the columns)."""
+    final = final_ap50(rows, swap_iter, final_evals)
+    noise = neighbour_sd(rows, swap_iter)
+    data_seeds = list(dict.fromkeys(run_key(row)[0] for row in rows))
+    groups = [(POOLED, None)] + (
+        [(data_seed, data_seed) for data_seed in data_seeds] if len(data_seeds) > 1 else []
     )
     summary = []
-    for arm, by_seed in final.items():
-        values = np.array([by_seed[s]["ap50"] for s in sorted(by_seed)], dtype=np.float64)
-        differences = _paired(final, arm, control) if control in final else np.array([])
-        delta = float(np.mean(differences)) if len(differences) else float("nan")
-        summary.append(
-            {
-                "arm": arm,
-                "seeds": len(values),
-                "iteration": max(row["iteration"] for row in by_seed.values()),
-                "ap50_mean": float(np.mean(values)),
-                "ap50_sd": float(np.std(values, ddof=1)) if len(values) > 1 else float("nan"),
-                "ap_mean": float(np.mean([row["ap"] for row in by_seed.values()])),
-                "delta_vs_control": delta,
-                "p_value": float("nan") if arm == control else _one_sided_paired_t(differences),
-                "gap_closed": delta / oracle_gap
-                if oracle_gap and not math.isnan(oracle_gap)
-                else float("nan"),
-            }
-        )
+    for label, data_seed in groups:
+
+        def keys_of(arm):
+            return [k for k in final.get(arm, {}) if data_seed is None or k[0] == data_seed]
+
+        gaps = _paired(final, oracle, control, set(keys_of(oracle)))
+        oracle_gap = float(np.mean(gaps)) if len(gaps) else float("nan")
+        for arm in final:
+            keys = keys_of(arm)
+            if not keys:
+                continue
+            runs = [final[arm][k] for k in keys]
+            values = np.array([run["ap50"] for run in runs], dtype=np.float64)
+            differences = _paired(final, arm, control, set(keys))
+            delta = float(np.mean(differences)) if len(differences) else float("nan")
+            summary.append(
+                {
+                    "arm": arm,
+                    "data_seed": label,
+                    "seeds": len(values),
+                    "iteration": max(run["iteration"] for run in runs),
+                    "ap50_mean": float(np.mean(values)),
+                    "ap50_sd": float(np.std(values, ddof=1)) if len(values) > 1 else float("nan"),
+                    "ap50_last_mean": float(np.mean([run["ap50_last"] for run in runs])),
+                    "ap_mean": float(np.mean([run["ap"] for run in runs])),
+                    "delta_vs_control": delta,
+                    "p_value": float("nan") if arm == control else _one_sided_paired_t(differences),
+                    "ci95_half_width": float("nan")
+                    if arm == control
+                    else _ci95_half_width(differences),
+                    "gap_closed": delta / oracle_gap
+                    if oracle_gap and not math.isnan(oracle_gap)
+                    else float("nan"),
+                    "neighbour_sd": _finite_mean([noise[(arm,) + k] for k in keys]),
+                }
+            )
     return summary
 
 
 def control_drift(
     rows: Sequence[Mapping[str, object]], swap_iter: int, control: str = "control"
-) -> Dict[int, float]:
-    """``{seed: largest |AP50(i) - AP50(swap)| of control over its evaluations i after the swap}``: how far
-    the labelled-only model still moves in the phase where the swapping arms train (a plateau keeps it
-    within about 1 point). Seeds without a control evaluation at the swap and after it are left out."""
-    by_seed: Dict[int, Dict[int, float]] = {}
+) -> Dict[RunKey, float]:
+    """``{(data seed, seed): largest |AP50(i) - AP50(swap)| of control over its evaluations i after the
+    swap}``: how far the labelled-only model still moves in the phase where the swapping arms train
+    (a plateau keeps it within about 1 point). Runs without a control evaluation at the swap and
+    after it are left out."""
+    by_run: Dict[RunKey, Dict[int, float]] = {}
     for row in rows:
         if row["arm"] == control:
-            by_seed.setdefault(row["seed"], {})[row["iteration"]] = row["ap50"]
+            by_run.setdefault(run_key(row), {})[row["iteration"]] = row["ap50"]
     drift = {}
-    for seed, points in sorted(by_seed.items()):
+    for key, points in by_run.items():
         after = [value for iteration, value in points.items() if iteration > swap_iter]
         if swap_iter in points and after:
-            drift[seed] = max(abs(value - points[swap_iter]) for value in after)
+            drift[key] = max(abs(value - points[swap_iter]) for value in after)
     return drift
 
 
-def drift_note(drift: Mapping[int, float], swap_iter: int) -> str:
-    """One line for summary.md: the control's drift after the swap, per seed."""
+def _run_label(key: RunKey) -> str:
+    data_seed, seed = key
+    return "seed %d" % seed if data_seed == "" else "data seed %s, seed %d" % (data_seed, seed)
+
+
+def drift_note(drift: Mapping[RunKey, float], swap_iter: int) -> str:
+    """One line for summary.md: the control's drift after the swap, per run."""
     if not drift:
         return (
             "Control drift after the swap: no control evaluated at and after iteration %d."
@@ -182,9 +328,55 @@ def drift_note(drift: Mapping[int, float], swap_iter: int) -> str:
         )
     return (
         "Control drift after the swap (largest |AP50 - AP50 at %d| over the later evaluations): %s."
+        % (swap_iter, ", ".join("%s: %.2f" % (_run_label(k), v) for k, v in drift.items()))
+    )
+
+
+def noise_note(
+    rows: Sequence[Mapping[str, object]],
+    swap_iter: Optional[int] = None,
+    control: str = "control",
+) -> str:
+    """One line for summary.md: per data seed, the control's and every arm's mean :func:`neighbour_sd`."""
+    noise = neighbour_sd(rows, swap_iter)
+    parts = []
+    for data_seed in dict.fromkeys(k[1] for k in noise):
+        of_seed = {k: v for k, v in noise.items() if k[1] == data_seed}
+        ours = [v for k, v in of_seed.items() if k[0] == control]
+        part = "%s: control %s, every arm %s" % (
+            "data seed %s" % data_seed if data_seed != "" else "all runs",
+            _cell(_finite_mean(ours)) or "n/a",
+            _cell(_finite_mean(of_seed.values())) or "n/a",
+        )
+        parts.append(part)
+    return (
+        "Evaluation noise: sd of AP50 over one run's evaluations after the swap (neighbouring "
+        "checkpoints; the control sits at a plateau, so its sd is the evaluation's own noise), mean "
+        "over the runs: %s." % "; ".join(parts)
+    )
+
+
+def detectable_note(summary: Sequence[Mapping[str, object]], control: str = "control") -> str:
+    """'This study can detect differences of about ±X AP50 ...': X the largest pooled 95 % half-width
+    of the arms beside control (the oracle left out where other arms ran)."""
+    widths = {
+        row["arm"]: row["ci95_half_width"]
+        for row in summary
+        if row["data_seed"] == POOLED
+        and row["arm"] != control
+        and not math.isnan(row["ci95_half_width"])
+    }
+    if not widths:
+        return "This study has no arm with two or more pairs with control: no interval of the difference."
+    headline = [v for arm, v in widths.items() if arm != "oracle"] or list(widths.values())
+    pairs = {row["arm"]: row["seeds"] for row in summary if row["data_seed"] == POOLED}
+    return (
+        "This study can detect differences of about ±%.2f AP50 (the half-width of the 95 %% "
+        "t-interval of the mean paired difference from control, pooled over the (data seed, "
+        "training seed) pairs; per arm: %s)."
         % (
-            swap_iter,
-            ", ".join("seed %d: %.2f" % (seed, value) for seed, value in sorted(drift.items())),
+            max(headline),
+            ", ".join("%s ±%.2f over %d" % (arm, v, pairs[arm]) for arm, v in widths.items()),
         )
     )
 
@@ -202,6 +394,7 @@ def write_summary(
     *,
     command: str = "",
     notes: Sequence[str] = (),
+    final_evals: int = DEFAULT_FINAL_EVALS,
 ) -> None:
     """summary.csv (empty cells where undefined) and summary.md (the same table, with how to read it)."""
     with atomic_write(csv_path, newline="") as f:
@@ -215,9 +408,15 @@ def write_summary(
     lines += ["| " + " | ".join(_cell(row[c]) for c in SUMMARY_COLUMNS) + " |" for row in summary]
     lines += [
         "",
-        "Final AP50 (VOC, IoU 0.5) at each arm's last evaluation; sd over seeds (ddof 1). delta_vs_control is the",
-        "mean per-seed difference from control; p_value is a one-sided paired t-test over seeds that the arm beats",
-        "control (empty when undefined); gap_closed = delta_vs_control / (oracle - control).",
+        "A run's final AP50 (VOC, IoU 0.5), in ap50_mean, ap_mean and every difference, is the mean of its last "
+        "%d evaluation(s) after the swap (fewer where it has fewer); ap50_last_mean is the mean of the runs' last "
+        "evaluation alone (iteration)." % final_evals,
+        "data_seed 'pooled' rows pair every (data seed, training seed) run with control's; the other rows, one data "
+        "seed's. seeds counts the row's runs; sd over them (ddof 1). delta_vs_control is the mean paired difference "
+        "from control; p_value is a one-sided paired t-test that the arm beats control (empty when undefined); "
+        "ci95_half_width is the half-width of the 95 % t-interval of delta_vs_control; gap_closed = "
+        "delta_vs_control / (oracle - control); neighbour_sd is the mean over the runs of the sd of AP50 over a "
+        "run's evaluations after the swap.",
         *notes,
     ]
     with atomic_write(md_path) as f:
@@ -227,7 +426,7 @@ def write_summary(
 def plot_curves(
     rows: Sequence[Mapping[str, object]], path: str, *, swap_iter: int = 0, title: str = ""
 ) -> None:
-    """PNG of AP50 against iteration, one line per arm (mean over its seeds at each iteration)."""
+    """PNG of AP50 against iteration, one line per arm (mean over its runs at each iteration)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -250,7 +449,7 @@ def plot_curves(
     if swap_iter:
         axes.axvline(swap_iter, color="black", linestyle="--", linewidth=1, label="swap")
     axes.set_xlabel("iteration")
-    axes.set_ylabel("AP50 (mean over seeds)")
+    axes.set_ylabel("AP50 (mean over runs)")
     axes.set_title(title or "AP50 against iteration")
     axes.legend()
     figure.tight_layout()
