@@ -28,10 +28,10 @@ from imagescore_det.utils.detectron2_import import require_detectron2_or_help  #
 
 require_detectron2_or_help(__doc__)
 
-from detectron2.engine import default_argument_parser, launch  # noqa: E402
+from detectron2.engine import default_argument_parser  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 
-from imagescore_det.engine import setup  # noqa: E402
+from imagescore_det.engine import launch_main, setup  # noqa: E402
 from imagescore_det.evaluation.teacher_report import score_teacher, summarize_teachers  # noqa: E402
 
 
@@ -94,14 +94,7 @@ def main(args):
 
 def invoke_main(argv=None) -> None:
     args = argument_parser().parse_args(argv)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    launch_main(main, args)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ from imagescore_det.utils.detectron2_import import require_detectron2_or_help
 require_detectron2_or_help(__doc__)
 
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.engine import default_argument_parser, launch
+from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
 
-from imagescore_det.engine import ImageScoreTrainer, setup
+from imagescore_det.engine import ImageScoreTrainer, launch_main, setup
 
 
 def main(args):
@@ -40,14 +40,7 @@ def main(args):
 def invoke_main() -> None:
     args = default_argument_parser().parse_args()
     print("Command Line Args:", args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    launch_main(main, args)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from imagescore_det.utils.detectron2_import import require_detectron2
 
 require_detectron2()
 
-from .defaults import setup  # noqa: E402
+from .defaults import launch_main, setup  # noqa: E402
 from .hooks import REGIMES, EvaluationLog, PseudoLabelSwapHook  # noqa: E402
 from .trainer import ImageScoreTrainer, PseudoLabelTrainLoader  # noqa: E402
 
@@ -16,4 +16,5 @@ __all__ = [
     "EvaluationLog",
     "REGIMES",
     "setup",
+    "launch_main",
 ]

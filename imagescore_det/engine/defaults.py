@@ -4,7 +4,7 @@ from imagescore_det.utils.detectron2_import import require_detectron2
 
 require_detectron2()
 
-from detectron2.engine import default_setup  # noqa: E402
+from detectron2.engine import default_setup, launch  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.logger import setup_logger  # noqa: E402
 
@@ -13,7 +13,7 @@ from ..data.registry import register_config_datasets  # noqa: E402
 from ..data.voc import prepare_synthetic_data  # noqa: E402
 from .config_check import check_imagescore_config  # noqa: E402
 
-__all__ = ["setup"]
+__all__ = ["setup", "launch_main"]
 
 
 def setup(args, *, training: bool = False):
@@ -37,3 +37,16 @@ def setup(args, *, training: bool = False):
     register_config_datasets(cfg)
     prepare_synthetic_data(cfg)
     return cfg
+
+
+def launch_main(main, args) -> None:
+    """``main(args)`` on ``args.num_gpus`` processes per machine (Detectron2's ``launch``, with the
+    launch flags of ``default_argument_parser``), as every tool's entry point."""
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
