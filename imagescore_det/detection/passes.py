@@ -36,7 +36,6 @@ __all__ = [
     "unwrap_model",
     "run_recorded",
     "labelled_loader",
-    "unlabelled_loader",
     "unlabelled_records",
     "records_loader",
     "score_batch_size",
@@ -151,18 +150,6 @@ def labelled_loader(cfg):
     sharded by rank, SCORE_BATCH_SIZE per batch."""
     return build_detection_test_loader(
         cfg, list(cfg.IMAGESCORE.LABELLED_DATASETS), batch_size=score_batch_size(cfg)
-    )
-
-
-def unlabelled_loader(cfg):
-    """Detectron2's test loader over IMAGESCORE.UNLABELLED_DATASETS (sharded by rank, SCORE_BATCH_SIZE
-    per batch); an image that cannot be read becomes a marker record (SkipUnreadableMapper) rather
-    than ending an hour-long pass."""
-    return build_detection_test_loader(
-        cfg,
-        list(cfg.IMAGESCORE.UNLABELLED_DATASETS),
-        mapper=SkipUnreadableMapper(cfg, False),
-        batch_size=score_batch_size(cfg),
     )
 
 
