@@ -110,3 +110,14 @@ def slim_vgg_cfg(*overrides):
         32,
         *overrides,
     )
+
+
+def spawn_with_this_process_threads(monkeypatch):
+    """Processes spawned from here (Detectron2's ``launch``) use this process's torch thread count:
+    float32 results can differ in the last bit between thread counts, and the multi-process tests
+    compare outputs bit for bit with a one-process run."""
+    import torch
+
+    threads = str(torch.get_num_threads())
+    monkeypatch.setenv("OMP_NUM_THREADS", threads)
+    monkeypatch.setenv("MKL_NUM_THREADS", threads)

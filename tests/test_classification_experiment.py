@@ -40,13 +40,15 @@ def quick_cfg(*extra):
 
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     output = str(tmp_path_factory.mktemp("digits"))
     cfg = quick_cfg()
     split = run_experiment(
         cfg, ["baseline", "softmax", "imagescore", "assemble"], [0, 1], output, progress=False
     )
-    return cfg, split, output
+    yield cfg, split, output
+    torch.set_num_threads(threads)  # later modules keep the session's thread count
 
 
 def load(output, seed, variant):

@@ -32,6 +32,7 @@ ALPHAS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.3, 0.3, 0.25, 0.15, 1.0]
 
 @pytest.fixture(scope="module")
 def trained():
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     split = load_split(
         load_classification_config(os.path.join(REPO, "configs", "classification", "digits.yaml"))
@@ -49,7 +50,8 @@ def trained():
             generator=generator,
             device=CPU,
         )
-    return split, model, recorded_layers(model)
+    yield split, model, recorded_layers(model)
+    torch.set_num_threads(threads)  # later modules keep the session's thread count
 
 
 def references_and_predictions(split, model, layers, batch_size=256):

@@ -15,7 +15,15 @@ pytest.importorskip("detectron2")
 pytestmark = pytest.mark.detectron2
 
 from detectron2.config import get_cfg  # noqa: E402
-from helpers import DEMO_CONFIG, REPO, TINY_DATA, TINY_OPTS, load_tool, train_args  # noqa: E402
+from helpers import (  # noqa: E402
+    DEMO_CONFIG,
+    REPO,
+    TINY_DATA,
+    TINY_OPTS,
+    load_tool,
+    spawn_with_this_process_threads,
+    train_args,
+)
 from pycocotools.coco import COCO  # noqa: E402
 
 from imagescore_det import add_imagescore_config  # noqa: E402
@@ -339,6 +347,7 @@ def test_two_processes_score_select_and_write_like_one(demo_run, tmp_path, monke
     monkeypatch.syspath_prepend(
         os.path.join(REPO, "tools")
     )  # the spawned ranks import the tool by name
+    spawn_with_this_process_threads(monkeypatch)
     one, two = tmp_path / "one", tmp_path / "two"
     score_voc.main(parse_score_voc(score_voc_argv(demo_run, one)))
     # A file rendezvous: no TCP port for concurrent jobs on the machine to race for.

@@ -23,7 +23,14 @@ from detectron2.data import DatasetCatalog  # noqa: E402
 from detectron2.data.datasets import register_coco_instances  # noqa: E402
 from detectron2.evaluation import COCOEvaluator  # noqa: E402
 from detectron2.structures import Boxes, Instances  # noqa: E402
-from helpers import DEMO_CONFIG, TINY_OPTS, TOOLS, load_tool, schedule  # noqa: E402
+from helpers import (  # noqa: E402
+    DEMO_CONFIG,
+    TINY_OPTS,
+    TOOLS,
+    load_tool,
+    schedule,
+    spawn_with_this_process_threads,
+)
 from PIL import Image  # noqa: E402
 from pycocotools.coco import COCO  # noqa: E402
 
@@ -226,6 +233,7 @@ def test_two_processes_score_a_folder_like_one(
 ):
     """The folder (bad files included) scored by two processes (gloo on CPU): the same CSV, bit for bit."""
     one = bad_folder_scored[0]
+    spawn_with_this_process_threads(monkeypatch)
     monkeypatch.syspath_prepend(TOOLS)  # the spawned ranks import the tool by name
     score_voc.invoke_main(
         score_folder_argv(
