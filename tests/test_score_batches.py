@@ -14,6 +14,7 @@ import os
 import shutil
 import xml.etree.ElementTree as ET
 
+import numpy as np
 import pytest
 import torch
 
@@ -127,7 +128,16 @@ def test_float64_passes_give_the_same_references_scores_and_detections_at_any_ba
         assert torch.allclose(mean, reference_4.mean[layer], rtol=1e-12, atol=0), layer
     assert len(images_1) == 10 and len({image.image_score for image in images_1}) > 1
     assert all(image.boxes for image in images_1)
-    assert [repr(image) for image in images_1] == [repr(image) for image in images_4]
+    # The image score comes from the float64 backbone alone: the same to the bit.
+    assert [(i.image_id, i.image_score, i.terms) for i in images_1] == [
+        (i.image_id, i.image_score, i.terms) for i in images_4
+    ]
+    # The float32 heads see one image or four at a time; with a multi-threaded BLAS their products
+    # may round differently in the last bits, so detections agree to float32 precision.
+    for one, four in zip(images_1, images_4):
+        assert one.classes == four.classes
+        assert np.allclose(one.boxes, four.boxes, rtol=1e-5, atol=1e-3)
+        assert np.allclose(one.confidences, four.confidences, rtol=1e-5, atol=1e-6)
 
 
 def test_score_voc_writes_the_same_csv_at_batch_1_and_4(same_size_opts, tmp_path):
