@@ -55,3 +55,13 @@ def test_a_new_iterator_continues_too_and_detaching_or_replacing_behaves():
         replacement[1] + PSEUDO[2],
         replacement[2] + PSEUDO[3],
     ]
+
+
+def test_a_finite_pseudo_loader_starts_again_and_an_empty_one_is_refused():
+    stream = PseudoLabelTrainLoader([[("l", i)] for i in range(5)])
+    stream.attach_pseudo([[("p", 0)], [("p", 1)]])
+    assert [batch[1] for batch in stream] == [("p", 0), ("p", 1), ("p", 0), ("p", 1), ("p", 0)]
+    stream = PseudoLabelTrainLoader([[("l", 0)]])
+    stream.attach_pseudo([])
+    with pytest.raises(ValueError, match="yields no batch"):
+        list(stream)

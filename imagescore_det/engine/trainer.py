@@ -81,10 +81,20 @@ class PseudoLabelTrainLoader:
                 return
             batch = list(batch)
             if self.pseudo is not None:
-                if self._pseudo_batches is None:
-                    self._pseudo_batches = iter(self.pseudo)
-                batch += list(next(self._pseudo_batches))
+                batch += list(self._next_pseudo_batch())
             yield batch
+
+    def _next_pseudo_batch(self) -> List[dict]:
+        """The pseudo stream's next batch; a finite loader (Detectron2's never end) starts again."""
+        if self._pseudo_batches is not None:
+            pseudo = next(self._pseudo_batches, None)
+            if pseudo is not None:
+                return pseudo
+        self._pseudo_batches = iter(self.pseudo)
+        pseudo = next(self._pseudo_batches, None)
+        if pseudo is None:
+            raise ValueError("the attached pseudo-labelled loader yields no batch")
+        return pseudo
 
 
 class ImageScoreTrainer(DefaultTrainer):
