@@ -169,6 +169,8 @@ BAD_SETTINGS = [
     (("IMAGESCORE.SELECT_FRACTION", "0.0"), "IMAGESCORE.SELECT_FRACTION is 0 with IMAGESCORE.SELECTION 'image_score': no image would be kept"),
     (("IMAGESCORE.SWAP_ITER", "20"), r"IMAGESCORE.SWAP_ITER is 20, not in \[0, SOLVER.MAX_ITER=8\)"),
     (("IMAGESCORE.LABELLED_DATASETS", "()"), "IMAGESCORE.LABELLED_DATASETS is empty"),
+    (("IMAGESCORE.SCORE_BATCH_SIZE", "0"), "IMAGESCORE.SCORE_BATCH_SIZE must be an integer >= 1, got 0"),
+    (("IMAGESCORE.SCORE_SHARD_SIZE", "-1"), r"IMAGESCORE.SCORE_SHARD_SIZE must be an integer >= 0 \(0: no shards\), got -1"),
     (("IMAGESCORE.REGISTER_DATASETS", "['x=folder:{root}', 'x=folder:{root}']"), "IMAGESCORE.REGISTER_DATASETS declares 'x' more than once"),
 ]  # fmt: skip
 

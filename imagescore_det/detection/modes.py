@@ -37,6 +37,7 @@ from .passes import (  # noqa: E402
     labelled_loader,
     records_loader,
     run_recorded,
+    score_shard_size,
     unlabelled_records,
     unwrap_model,
 )
@@ -402,12 +403,7 @@ def score_unlabelled(
         raise ValueError(
             "IMAGESCORE.SCORE_MODE must be one of %s, got %r" % (sorted(MODES), unknown[0])
         )
-    shard_size = settings.SCORE_SHARD_SIZE
-    if not isinstance(shard_size, int) or shard_size < 0:
-        raise ValueError(
-            "IMAGESCORE.SCORE_SHARD_SIZE must be an integer >= 0 (0: no shards), got %r"
-            % (shard_size,)
-        )
+    shard_size = score_shard_size(cfg)
     scorers = [MODES[name](cfg, model, description) for name in names]
     truth = (
         ground_truth_of(settings.LABELLED_DATASETS)

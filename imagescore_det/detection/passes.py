@@ -39,6 +39,7 @@ __all__ = [
     "unlabelled_records",
     "records_loader",
     "score_batch_size",
+    "score_shard_size",
     "gather_scored",
     "check_unique_ids",
 ]
@@ -142,6 +143,16 @@ def score_batch_size(cfg) -> int:
     size = cfg.IMAGESCORE.SCORE_BATCH_SIZE
     if not isinstance(size, int) or size < 1:
         raise ValueError("IMAGESCORE.SCORE_BATCH_SIZE must be an integer >= 1, got %r" % (size,))
+    return size
+
+
+def score_shard_size(cfg) -> int:
+    """IMAGESCORE.SCORE_SHARD_SIZE, checked: images per shard of the scoring pass (0: no shards)."""
+    size = cfg.IMAGESCORE.SCORE_SHARD_SIZE
+    if not isinstance(size, int) or size < 0:
+        raise ValueError(
+            "IMAGESCORE.SCORE_SHARD_SIZE must be an integer >= 0 (0: no shards), got %r" % (size,)
+        )
     return size
 
 
