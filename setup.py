@@ -26,6 +26,8 @@ setup(
         "pillow",
         "scikit-learn",
         "scipy",
+        "scikit-image",  # the synthetic set's "photos" distractors crop its bundled photos
+        "opencv-python-headless",  # Detectron2's Visualizer (the selection gallery) imports cv2
     ],
-    extras_require={"test": ["pytest", "scikit-image", "ruff==0.17.6"]},
+    extras_require={"test": ["pytest", "ruff==0.17.6"]},
 )

@@ -85,7 +85,7 @@ def add_imagescore_config(cfg: CN) -> None:
     # Unbiased Teacher's strong view (colour jitter, blur, cutout) on pseudo-labelled images only (geometry as labelled).
     _C.IMAGESCORE.PSEUDO_TRAINING.STRONG_AUGMENTATION = False
     # ---- The synthetic VOC-format set (imagescore_det.data.synthetic), generated when a config names
-    # its datasets; each (sizes, seed) lives in a folder of its own under $DETECTRON2_DATASETS.
+    # its datasets; each (sizes, seed, distractors) lives in a folder of its own under $DETECTRON2_DATASETS.
     _C.IMAGESCORE.SYNTHETIC = CN()
     # Images in the labelled split (synthetic_voc_2007_trainval).
     _C.IMAGESCORE.SYNTHETIC.NUM_LABELLED = 240
@@ -95,6 +95,13 @@ def add_imagescore_config(cfg: CN) -> None:
     _C.IMAGESCORE.SYNTHETIC.NUM_TEST = 120
     # Generator seed: with the sizes it fixes every byte of the set.
     _C.IMAGESCORE.SYNTHETIC.SEED = 0
+    # Share of the unlabelled split that are distractors, in [0, 1): an uncurated pool (issue 18). The
+    # labelled and test splits never change with it or with DISTRACTORS; 0 is the clean set, bit for bit.
+    _C.IMAGESCORE.SYNTHETIC.DISTRACTOR_FRACTION = 0.0
+    # The distractor kinds, in equal shares: "novel" (shapes of no labelled class), "empty" (no object),
+    # "shifted" (the labelled classes in another look), "photos" (crops of scikit-image's photos). Each
+    # unlabelled image's kind is in its annotation and its dataset dict ("kind"); only "shifted" has objects.
+    _C.IMAGESCORE.SYNTHETIC.DISTRACTORS = ["novel", "empty", "shifted", "photos"]
 
     # ---- The image score (docs/method.md §1).
     # Each activation is cropped to its image and average-pooled to C x GRID x GRID (0 = native size).

@@ -26,7 +26,9 @@ class ScoredImage:
     ``box_scores`` (one per pseudo label) from box mode. ``ranking_value`` is what the
     ``image_score`` selection ranks by: the image score in image mode, the aggregate box value in
     box mode (:mod:`imagescore_det.detection.ranking`). ``error`` is non-empty for an image that
-    could not be read: it was not scored, is never selected, and its CSV row says why.
+    could not be read: it was not scored, is never selected, and its CSV row says why. ``kind`` is
+    the dataset dict's ``"kind"`` ("clean" or a distractor's kind, in a synthetic uncurated pool;
+    "" for a set without kinds).
     """
 
     image_id: Any
@@ -43,6 +45,7 @@ class ScoredImage:
     box_scores: List[float] = dataclasses.field(default_factory=list)
     ranking_value: float = math.nan
     error: str = ""
+    kind: str = ""
 
     @classmethod
     def unreadable(cls, image_id: Any, file_name: str, reason: str) -> "ScoredImage":

@@ -80,8 +80,9 @@ def test_training_swaps_at_iteration_4_and_logs_each_step(demo_run):
     with open(os.path.join(demo_run, "image_scores.csv")) as f:
         rows = f.read().splitlines()
     assert len(rows) == 11 and sum(line.split(",")[4] == "1" for line in rows[1:]) == 3
-    with open(os.path.join(demo_run, "image_scores_histogram.png"), "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    for name in ("image_scores_histogram.png", "selection_gallery.png"):
+        with open(os.path.join(demo_run, name), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def test_resume_after_the_swap_trains_on_pseudo_labels_without_scoring(data_root, tmp_path):
@@ -130,6 +131,7 @@ def test_score_voc_keeps_ceil_of_30_percent_and_compares_strategies(demo_run, tm
     for name in (
         "image_scores.csv",
         "image_scores_histogram.png",
+        "selection_gallery.png",
         "imagescore_reference.pt",
         "selection_quality.md",
     ):

@@ -2,12 +2,13 @@
 """Score the unlabelled set with a trained detector and compare selection strategies.
 
 Scores IMAGESCORE.UNLABELLED_DATASETS against the reference of IMAGESCORE.LABELLED_DATASETS and
-writes the swap's files (reference, pseudo-label JSON, per-image CSV, histogram PNG), exactly as
-the training hook does. Where the unlabelled set has ground truth, both score modes run in the
-same two passes and the tool writes the precision, recall and all-correct share of the pseudo
-labels that each strategy keeps (image score, box score, confidence, their rank product, random;
+writes the swap's files (reference, pseudo-label JSON, per-image CSV, histogram PNG and
+selection_gallery.png, the best and worst images with their pseudo boxes), exactly as the training
+hook does. Where the unlabelled set has ground truth, both score modes run in the same two passes
+and the tool writes the precision, recall and all-correct share of the pseudo labels (and the
+distractors) that each strategy keeps (image score, box score, confidence, rank product, random;
 selection_quality.csv/.md), and the per-box AUROC of each signal (box_auroc.csv/.md). Without
-ground truth (an image folder) it writes the four files only; unreadable images are skipped,
+ground truth (an image folder) it writes the five files only; unreadable images are skipped,
 named and listed in the CSV. ``--weights A B C`` scores several teachers (OUTPUT/teacher<k>/) and
 writes the mean and sd of every cell; ``--num-gpus N`` scores a shard per process (CPU: gloo),
 with the same result as one process. Library: imagescore_det.evaluation.teacher_report.

@@ -134,8 +134,11 @@ def score_table(
     """Header and rows of the per-image CSV: id, file, score, rank (1 = best), selected, terms.
 
     ``unreadable`` images follow as rows with no score, rank or terms and ``scored`` 0, ``error`` saying why.
+    A set whose images have kinds (:attr:`ScoredImage.kind`, an uncurated pool) gets a ``kind`` column
+    after ``error``.
     """
     layers = list(images[0].terms) if images else []
+    kinds = any(image.kind for image in list(images) + list(unreadable))
     header = [
         "image_id",
         "file_name",
@@ -147,6 +150,7 @@ def score_table(
         "scored",
         "error",
     ]
+    header += ["kind"] if kinds else []
     header += ["term:%s" % layer for layer in layers]
     rows = []
     for image, rank, chosen in zip(images, ranks, selected):
@@ -163,11 +167,11 @@ def score_table(
             int(bool(chosen)),
         ]
         row += [repr(float(image.mean_confidence)), len(image.boxes), 1, ""]
+        row += [image.kind] if kinds else []
         rows.append(row + [repr(float(image.terms[layer])) for layer in layers])
     for image in unreadable:
-        rows.append(
-            [image.image_id, image.file_name, "", "", 0, "", 0, 0, image.error] + [""] * len(layers)
-        )
+        row = [image.image_id, image.file_name, "", "", 0, "", 0, 0, image.error]
+        rows.append(row + ([image.kind] if kinds else []) + [""] * len(layers))
     return header, rows
 
 

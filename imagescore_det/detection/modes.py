@@ -242,6 +242,7 @@ def to_scored_image(
         confidences=instances.scores[keep].tolist(),
         mean_confidence=float(instances.scores.mean()) if len(instances) else 0.0,
         ignore_boxes=instances.pred_boxes.tensor[ignore].tolist(),
+        kind=record.get("kind", ""),
     )
 
 

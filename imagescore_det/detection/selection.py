@@ -3,13 +3,15 @@
 One function serves the training hook and ``tools/score_voc.py``: it keeps the top
 ``IMAGESCORE.SELECT_FRACTION`` of the scored images by the ``IMAGESCORE.SELECTION`` strategy (the
 image score by default; ceil of the fraction, ties by image id), and writes the reference, the
-pseudo-label JSON, the per-image CSV and the score histogram, each atomically. The strategies
+pseudo-label JSON, the per-image CSV and the score histogram, each atomically. In a set whose images
+have kinds (an uncurated pool) it also counts the distractors the selection kept. The strategies
 differ only in which images they keep; every kept image is pseudo-labelled the same way.
 Call it on the main process only.
 """
 
 import datetime
 import logging
+import math
 import os
 from typing import Dict, Mapping, Optional, Sequence
 
@@ -22,6 +24,7 @@ require_detectron2()
 from detectron2.data import MetadataCatalog  # noqa: E402
 
 from ..data.pseudo_labels import build_pseudo_label_json, score_table, write_csv, write_json  # noqa: E402
+from ..data.synthetic import CLEAN_KIND  # noqa: E402
 from ..reports.detection import plot_score_histogram  # noqa: E402
 from ..scoring import count_to_keep, rank_by_score, select_top_fraction  # noqa: E402
 from ..structures import ScoredImage  # noqa: E402
@@ -29,6 +32,7 @@ from ..structures import ScoredImage  # noqa: E402
 __all__ = [
     "STRATEGIES",
     "select_by_strategy",
+    "distractors_kept",
     "selection_seed",
     "output_paths",
     "labelled_class_names",
@@ -64,6 +68,22 @@ def select_by_strategy(
     if strategy == "all":
         return rank_by_score([image.ranking_value for image in images], ids)
     raise ValueError("unknown selection strategy %r; choose one of %s" % (strategy, STRATEGIES))
+
+
+def distractors_kept(images: Sequence[ScoredImage], indices: Sequence[int]) -> Dict[str, object]:
+    """What a selection (``indices`` into ``images``) kept of a set with kinds; {} for a set without.
+
+    ``distractors_kept``: the share of the kept images that are distractors (kind other than
+    "clean"; NaN when nothing is kept); ``kept_<kind>``: how many of each distractor kind in the set
+    it kept (0 included), kinds in alphabetical order.
+    """
+    if not any(image.kind for image in images):
+        return {}
+    kinds = sorted({image.kind for image in images if image.kind != CLEAN_KIND})
+    kept = [images[index].kind for index in indices]
+    counts = {"kept_%s" % kind: kept.count(kind) for kind in kinds}
+    share = sum(counts.values()) / len(kept) if kept else math.nan
+    return {"distractors_kept": share, **counts}
 
 
 def selection_seed(cfg) -> int:
@@ -120,11 +140,13 @@ def write_selection(
     model_info: Mapping,
     output_dir: Optional[str] = None,
 ) -> Dict[str, object]:
-    """Keep ``images`` by IMAGESCORE.SELECTION and write the four files; return paths and counts.
+    """Keep ``images`` by IMAGESCORE.SELECTION and write the four files; return paths, counts and
+    the kept images' ids (``selected_ids``, in the strategy's order).
 
     ``reference`` is the scoring mode's (a ``Reference`` or ``ClassReferences``: both save to one
     file). The CSV's rank is always the ranking-value rank; its ``selected`` column marks what the strategy kept.
     Images that could not be read (``error`` set) are left out of the selection and listed in the CSV.
+    In a set with kinds, the JSON's info and the result carry :func:`distractors_kept` as ``kinds_kept``.
     """
     settings = cfg.IMAGESCORE
     unreadable = [image for image in images if image.error]
@@ -146,6 +168,7 @@ def write_selection(
     ranks[order] = np.arange(1, len(images) + 1)
     selected = np.zeros(len(images), dtype=bool)
     selected[selected_indices] = True
+    kinds_kept = distractors_kept(images, selected_indices)
 
     info = {
         "description": "imagescore_det pseudo labels of the unlabelled images kept by IMAGESCORE.SELECTION",
@@ -174,6 +197,7 @@ def write_selection(
         "pseudo_score_thresh": settings.PSEUDO_SCORE_THRESH,
         "keep_empty": settings.KEEP_EMPTY,
         "model": dict(model_info),
+        **({"kinds_kept": kinds_kept} if kinds_kept else {}),
         "date_created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     payload = build_pseudo_label_json(
@@ -208,11 +232,22 @@ def write_selection(
         paths["scores"],
         paths["histogram"],
     )
+    if kinds_kept:
+        logger.info(
+            "Of the %d kept images, a share of %.3f are distractors (%s)",
+            selected.sum(),
+            kinds_kept["distractors_kept"],
+            ", ".join(
+                "%s %d" % item for item in kinds_kept.items() if item[0] != "distractors_kept"
+            ),
+        )
     return {
         "num_scored": len(images),
         "num_unreadable": len(unreadable),
         "num_selected": int(selected.sum()),
         "num_pseudo_labelled_images": payload["info"]["num_images"],
         "num_pseudo_labels": payload["info"]["num_annotations"],
+        "selected_ids": [images[index].image_id for index in selected_indices],
+        **({"kinds_kept": kinds_kept} if kinds_kept else {}),
         **paths,
     }

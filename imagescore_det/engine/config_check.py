@@ -13,6 +13,7 @@ from imagescore_det.utils.detectron2_import import require_detectron2
 
 require_detectron2()
 
+from ..data.synthetic import check_distractors  # noqa: E402
 from ..detection.modes import MODES, check_box_settings  # noqa: E402
 from ..detection.passes import score_batch_size, score_shard_size  # noqa: E402
 from ..detection.selection import selection_seed  # noqa: E402
@@ -49,6 +50,11 @@ def check_imagescore_config(cfg, *, training: bool) -> None:
     selection_seed(cfg)  # IMAGESCORE.SELECTION, and a fixed SEED for "random"
     score_batch_size(cfg)
     score_shard_size(cfg)
+    check_distractors(
+        s.SYNTHETIC.DISTRACTOR_FRACTION,
+        s.SYNTHETIC.DISTRACTORS,
+        names=("IMAGESCORE.SYNTHETIC.DISTRACTOR_FRACTION", "IMAGESCORE.SYNTHETIC.DISTRACTORS"),
+    )
     _within("IMAGESCORE.THRESHOLD_RATIO", s.THRESHOLD_RATIO, 0.0, 1.0, low_open=True)
     _within("IMAGESCORE.SELECT_FRACTION", s.SELECT_FRACTION, 0.0, 1.0)
     _within("IMAGESCORE.PSEUDO_SCORE_THRESH", s.PSEUDO_SCORE_THRESH, 0.0, 1.0)

@@ -28,8 +28,8 @@ from ..detection.selection import (  # noqa: E402
     labelled_class_names,
     output_paths,
     selection_seed,
-    write_selection,
 )
+from ..evaluation.selection_gallery import require_visualizer, write_selection_and_gallery  # noqa: E402
 
 __all__ = ["REGIMES", "EVALUATIONS_FILE", "PseudoLabelSwapHook", "EvaluationLog"]
 
@@ -97,6 +97,7 @@ class PseudoLabelSwapHook(HookBase):
 
     def __init__(self, cfg, *, evaluate: Optional[Callable[[], Dict]] = None):
         selection_seed(cfg)  # a bad IMAGESCORE.SELECTION fails now, not at the swap
+        require_visualizer()  # and so does a missing OpenCV, which the swap's gallery needs
         self.cfg = cfg.clone()
         self._evaluate = evaluate
         self.scoring_runs = 0
@@ -171,7 +172,7 @@ class PseudoLabelSwapHook(HookBase):
                 "output_dir": self.cfg.OUTPUT_DIR,
                 "weights": self.cfg.MODEL.WEIGHTS,
             }
-            write_selection(
+            write_selection_and_gallery(
                 self.cfg, references[self.cfg.IMAGESCORE.SCORE_MODE], images, model_info=model_info
             )
         comm.synchronize()

@@ -5,7 +5,8 @@ confidence (the paper's softmax baseline) and a seeded random draw (:func:`..det
 which the swap uses too); "all" keeps every image. For the images each keeps,
 pseudo labels are matched to ground-truth boxes (same class, IoU >= 0.5, greedy by confidence as
 in the VOC evaluation) and summarised as precision, recall and the share of images whose pseudo
-labels are all correct. No second training run is needed.
+labels are all correct; in a set with kinds (an uncurated pool), also by the distractors it kept.
+No second training run is needed.
 """
 
 from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
@@ -14,7 +15,7 @@ import numpy as np
 from pycocotools import mask as mask_util
 
 from ..data.ground_truth import GroundTruth
-from ..detection.selection import STRATEGIES, select_by_strategy
+from ..detection.selection import STRATEGIES, distractors_kept, select_by_strategy
 from ..structures import ScoredImage
 
 __all__ = [
@@ -97,18 +98,21 @@ def label_quality(labelled: Iterable[LabelledImage], truth: GroundTruth) -> Dict
 def selection_quality(
     images: Sequence[ScoredImage], truth: GroundTruth, indices: Sequence[int]
 ) -> Dict[str, float]:
-    """:func:`label_quality` of the images a selection keeps (``indices`` into ``images``)."""
+    """:func:`label_quality` of the images a selection keeps (``indices`` into ``images``), and in a
+    set with kinds the distractors it kept (:func:`..detection.selection.distractors_kept`)."""
     kept = (images[index] for index in indices)
-    return label_quality(
+    quality = label_quality(
         ((image.image_id, image.boxes, image.classes, image.confidences) for image in kept), truth
     )
+    return {**quality, **distractors_kept(images, indices)}
 
 
 def pseudo_label_file_quality(payload: Mapping, truth: GroundTruth) -> Dict[str, float]:
     """Images, boxes, precision and recall of a pseudo-label file (:func:`..data.pseudo_labels.load_pseudo_labels`).
 
     Matching as in :func:`label_quality`; recall counts the ground-truth objects of the images in
-    the file (kept images without pseudo labels are not in it unless KEEP_EMPTY).
+    the file (kept images without pseudo labels are not in it unless KEEP_EMPTY). A file of a set with
+    kinds adds the distractors its selection kept, every kept image counted (its info's ``kinds_kept``).
     """
     boxes_of: Dict[int, List] = {image["id"]: [] for image in payload["images"]}
     for annotation in payload["annotations"]:
@@ -129,6 +133,7 @@ def pseudo_label_file_quality(payload: Mapping, truth: GroundTruth) -> Dict[str,
         "boxes": quality["pseudo_labels"],
         "precision": quality["precision"],
         "recall": quality["recall"],
+        **payload["info"].get("kinds_kept", {}),
     }
 
 

@@ -1,6 +1,7 @@
 """What ``tools/score_voc.py`` does with one trained detector or several: score the unlabelled set
-exactly as the swap does, write the swap's files, and, where the unlabelled set has ground truth,
-compare the selections of both modes (:mod:`.mode_comparison`) and write their tables.
+exactly as the swap does, write the swap's files (the selection gallery included), and, where the
+unlabelled set has ground truth, compare the selections of both modes (:mod:`.mode_comparison`) and
+write their tables.
 """
 
 import csv
@@ -17,10 +18,10 @@ from detectron2.utils import comm  # noqa: E402
 
 from ..data.ground_truth import ground_truth_of, has_boxes  # noqa: E402
 from ..detection.modes import MODES, score_unlabelled, shard_folder  # noqa: E402
-from ..detection.selection import write_selection  # noqa: E402
 from ..modeling.checkpoint import check_checkpoint_fits  # noqa: E402
 from ..utils.io import atomic_write  # noqa: E402
 from .mode_comparison import box_auroc, compare_modes, markdown_table, mean_and_sd  # noqa: E402
+from .selection_gallery import write_selection_and_gallery  # noqa: E402
 
 __all__ = ["score_teacher", "summarize_teachers", "write_table"]
 
@@ -63,12 +64,13 @@ def score_teacher(cfg, weights: str, output_dir: str, *, seed: int = 0):
     )
     result = None
     if comm.is_main_process():
-        written = write_selection(
+        written = write_selection_and_gallery(
             cfg,
             references[cfg.IMAGESCORE.SCORE_MODE],
             images,
             model_info={"weights": os.path.abspath(weights)},
             output_dir=output_dir,
+            truth=truth,
         )
         result = {"written": written, "table": None, "box_auroc": None}
         print(
@@ -97,7 +99,12 @@ def score_teacher(cfg, weights: str, output_dir: str, *, seed: int = 0):
                 "The unlabelled set has no ground-truth boxes: precision and recall of the pseudo labels need ground "
                 "truth, so the strategies are not compared (the selection and its files are written all the same)"
             )
-        for key in ("reference", "pseudo_labels", "scores", "histogram"):
+        if "kinds_kept" in written:
+            print(
+                "Distractors among the kept images: %s"
+                % ", ".join("%s %.3g" % item for item in written["kinds_kept"].items())
+            )
+        for key in ("reference", "pseudo_labels", "scores", "histogram", "gallery"):
             print("%-14s %s" % (key, written[key]))
     comm.synchronize()
     return result
