@@ -110,7 +110,7 @@ def add_imagescore_config(cfg: CN) -> None:
     _C.IMAGESCORE.THRESHOLD_RATIO = constants.THRESHOLD_RATIO
     # "max" (the paper's L-infinity), "l1" (mean |x|) or "l2" (root mean square).
     _C.IMAGESCORE.THRESHOLD_STAT = constants.THRESHOLD_STAT
-    # "overlap" (units active in both the image and the reference) or "count" (the paper read literally).
+    # "overlap" (units active in both the image and the reference) or "count" (all of the image's active units).
     _C.IMAGESCORE.FORMULA = constants.FORMULA
 
     # "image" scores whole images against one reference (the paper); "box" scores each pseudo box

@@ -1,8 +1,14 @@
 """Skips Detectron2 integration tests where Detectron2 is missing, and counts them for CI; and the
-fixtures that several test modules share (plain helpers are in helpers.py)."""
+fixtures that several test modules share (plain helpers are in helpers.py).
 
-import ast
-import collections
+The count is of collected items (each parametrised case is one), by the ``detectron2`` marker, plus
+the test modules that pytest skipped whole at import (``pytest.importorskip`` at their top): their
+items are never collected, so they are named instead. With ``IMAGESCORE_REQUIRE_INTEGRATION=1``
+(.ci/run sets it where Detectron2 imports) the session fails unless every integration item ran and
+no module was skipped at import.
+"""
+
+import os
 
 import pytest
 from helpers import TINY_DATA
@@ -10,7 +16,10 @@ from helpers import TINY_DATA
 from imagescore_det.utils.detectron2_import import INSTALL_GUIDE, detectron2_available
 
 SKIP_REASON = "Detectron2 is not installed (see %s)" % INSTALL_GUIDE
-_outcomes = collections.Counter()
+REQUIRE_VARIABLE = "IMAGESCORE_REQUIRE_INTEGRATION"
+_integration_items = set()  # node ids of the collected items marked detectron2
+_ran, _skipped = set(), set()
+_modules_skipped = []  # test modules skipped whole at import: (node id, reason)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -18,38 +27,66 @@ def pytest_collection_modifyitems(config, items):
         return
     skip = pytest.mark.skip(reason=SKIP_REASON)
     for item in items:
-        if "detectron2" in item.keywords:
+        if item.get_closest_marker("detectron2"):
             item.add_marker(skip)
 
 
-def _count_test_functions(path) -> int:
-    tree = ast.parse(open(path).read())
-    return sum(
-        isinstance(node, ast.FunctionDef) and node.name.startswith("test") for node in tree.body
+def pytest_collection_finish(session):
+    """After deselection (-k, -m): the integration items this session will run."""
+    _integration_items.update(
+        item.nodeid for item in session.items if item.get_closest_marker("detectron2")
     )
 
 
 def pytest_collectreport(report):
-    """A module that imports Detectron2 at the top is skipped whole (pytest.importorskip): count its tests."""
-    if report.outcome == "skipped" and "detectron2" in str(report.longrepr):
-        _outcomes["skipped"] += _count_test_functions(report.fspath)
+    if report.outcome == "skipped":
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _modules_skipped.append((report.nodeid, reason))
 
 
 def pytest_runtest_logreport(report):
-    if "detectron2" not in report.keywords:
+    """One verdict per item: skipped at setup or in the call, or ran (passed or failed)."""
+    if report.nodeid not in _integration_items:
         return
-    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        _outcomes["ran" if report.outcome != "skipped" else "skipped"] += 1
+    if report.outcome == "skipped" and report.when in ("setup", "call"):
+        _skipped.add(report.nodeid)
+    elif report.when == "call" or (report.when == "setup" and report.outcome == "failed"):
+        _ran.add(report.nodeid)
+
+
+def _shortfall():
+    """Why the integration tests did not all run, or None."""
+    reasons = []
+    if _skipped:
+        reasons.append("%d integration item(s) skipped" % len(_skipped))
+    if _modules_skipped:
+        reasons.append("%d test module(s) skipped at import" % len(_modules_skipped))
+    if not _ran:
+        reasons.append("no integration item ran")
+    return "; ".join(reasons) or None
+
+
+def pytest_sessionfinish(session):
+    if os.environ.get(REQUIRE_VARIABLE) == "1" and _shortfall() and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter):
-    line = "Detectron2 integration tests: %d ran, %d skipped" % (
-        _outcomes["ran"],
-        _outcomes["skipped"],
+    line = "Detectron2 integration tests: %d ran, %d skipped, of %d collected items; " % (
+        len(_ran),
+        len(_skipped),
+        len(_integration_items),
     )
+    line += "%d test module(s) skipped at import" % len(_modules_skipped)
     if not detectron2_available():
         line += " (%s)" % SKIP_REASON
     terminalreporter.write_line(line)
+    for nodeid, reason in _modules_skipped:
+        terminalreporter.write_line("  skipped at import: %s (%s)" % (nodeid, reason))
+    if os.environ.get(REQUIRE_VARIABLE) == "1" and _shortfall():
+        terminalreporter.write_line(
+            "%s=1: the integration tests must all run, but %s" % (REQUIRE_VARIABLE, _shortfall())
+        )
 
 
 # ---------------------------------------------------------------- shared fixtures

@@ -22,7 +22,8 @@ __all__ = ["Predictions", "build_class_references", "predict_and_score"]
 class Predictions:
     """Per image: predicted class, max softmax probability, image score against that class's reference.
 
-    Higher is better for both ``confidence`` (range [1/K, 1]) and ``scores`` (range (-inf, 0]).
+    Higher is better for both ``confidence`` (range [1/K, 1]) and ``scores`` (range (-inf, 0] with
+    formula "overlap"; "count" can exceed 0).
     """
 
     labels: np.ndarray

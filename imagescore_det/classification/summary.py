@@ -110,15 +110,22 @@ def comparison_table(
     return rows
 
 
+def _sample_sd(values: np.ndarray) -> float:
+    """Sample standard deviation (ddof 1) of the defined values, as the detection tables give it;
+    NaN with fewer than two."""
+    values = values[~np.isnan(values)]
+    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+
+
 def seed_table(runs: Runs, variants: Sequence[str]) -> List[dict]:
-    """Test accuracy of each variant per seed, then mean and standard deviation over seeds."""
+    """Test accuracy of each variant per seed, then mean and sample standard deviation (ddof 1) over seeds."""
     seeds = _common_seeds(runs, variants)
     accuracy = {v: _correct(runs, v, seeds).mean(axis=1) for v in variants}
     rows = [
         dict({"seed": str(s)}, **{v: accuracy[v][i] for v in variants}) for i, s in enumerate(seeds)
     ]
     rows.append(dict({"seed": "mean"}, **{v: accuracy[v].mean() for v in variants}))
-    rows.append(dict({"seed": "sd"}, **{v: accuracy[v].std() for v in variants}))
+    rows.append(dict({"seed": "sd"}, **{v: _sample_sd(accuracy[v]) for v in variants}))
     return rows
 
 
@@ -200,7 +207,7 @@ def interval_table(runs: Runs, variants: Sequence[str], bins: int) -> List[dict]
 
 
 def auroc_summary(rows: List[dict]) -> List[dict]:
-    """Mean and standard deviation over seeds of :func:`auroc_table`, per mode."""
+    """Mean and sample standard deviation (ddof 1) over seeds of :func:`auroc_table`, per mode."""
     summary = []
     for mode in dict.fromkeys(r["mode"] for r in rows):
         mine = [r for r in rows if r["mode"] == mode]
@@ -211,9 +218,9 @@ def auroc_summary(rows: List[dict]) -> List[dict]:
                 "mode": mode,
                 "seeds": len(mine),
                 "image score (mean)": np.nanmean(score),
-                "image score (sd)": np.nanstd(score),
+                "image score (sd)": _sample_sd(score),
                 "max softmax (mean)": np.nanmean(softmax),
-                "max softmax (sd)": np.nanstd(softmax),
+                "max softmax (sd)": _sample_sd(softmax),
                 "seeds where image score > softmax": int((score > softmax).sum()),
             }
         )

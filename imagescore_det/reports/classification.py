@@ -86,9 +86,9 @@ NOTES = {
     'p-value of "image score beats softmax" (same resampling as above).',
     "assembly": "Model k is boosted for class k (image-score selection for class k only); an image claimed by several "
     "models takes the label of the highest image score, an unclaimed one the baseline model's label.",
-    "seeds": "Share of all test images classified correctly; sd = standard deviation over seeds.",
+    "seeds": "Share of all test images classified correctly; sd = sample standard deviation over seeds (ddof 1).",
     "auroc": "How well each ranking separates the test images a model classifies correctly from those it gets wrong "
-    "(0.5 = chance, 1 = perfect), mean and standard deviation over seeds; image score against the reference of the "
+    "(0.5 = chance, 1 = perfect), mean and sample standard deviation (ddof 1) over seeds; image score against the reference of the "
     "predicted class. Per seed: `auroc_per_seed.csv`.",
     "selection": "Additional images added per epoch (mean over epochs and seeds) and the share whose predicted label, "
     "the one they are trained with, is right.",

@@ -11,7 +11,7 @@ THRESHOLD_STAT = "max"
 THRESHOLD_STATS = ("max", "l1", "l2")
 
 #: "overlap" counts the reference's commonly active units that the image also turns on
-#: (range (-inf, 0]); "count" is the paper's text read literally (all active units).
+#: (range (-inf, 0]); "count" counts all of the image's active units (it can exceed 0).
 FORMULA = "overlap"
 FORMULAS = ("overlap", "count")
 

@@ -223,8 +223,8 @@ def all_reduce_builders(
 class Reference:
     """Mean activation maps of a labelled set, with the thresholds and masks derived from them.
 
-    Scores are float64, higher is better, range (-inf, 0]: 0 means the image turns on every
-    unit that the reference set has in common.
+    Scores are float64, higher is better. With formula "overlap" their range is (-inf, 0]: 0 means
+    the image turns on every unit that the reference set has in common; "count" can exceed 0.
     """
 
     def __init__(self, mean: Mapping[str, torch.Tensor], metadata: Mapping):
@@ -287,7 +287,7 @@ class Reference:
         """Per-layer terms log((hits + 1) / (K + 1)), float64 [N] each; they sum to :meth:`score`.
 
         ``formula="overlap"`` counts hits inside the reference mask; ``"count"`` counts every
-        active unit (the paper's text read literally).
+        active unit, inside the mask or not (docs/method.md §1).
         """
         if formula not in constants.FORMULAS:
             raise ValueError("formula must be one of %s, got %r" % (constants.FORMULAS, formula))
@@ -312,7 +312,7 @@ class Reference:
         formula: str = constants.FORMULA,
         image_ids: Optional[Sequence] = None,
     ) -> torch.Tensor:
-        """Image scores, float64 [N]; higher is better, range (-inf, 0]."""
+        """Image scores, float64 [N]; higher is better; (-inf, 0] with "overlap", "count" can exceed 0."""
         terms = self.layer_terms(acts, formula, image_ids)
         total = torch.zeros(len(next(iter(acts.values()))), dtype=torch.float64)
         for term in terms.values():
