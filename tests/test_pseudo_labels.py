@@ -14,6 +14,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from detectron2.structures import BoxMode  # noqa: E402
 from pycocotools.coco import COCO  # noqa: E402
 
+from imagescore_det.data.ground_truth import ground_truth_of, kinds_of  # noqa: E402
 from imagescore_det.data.pseudo_labels import (  # noqa: E402
     build_pseudo_label_json,
     load_pseudo_labels,
@@ -27,6 +28,7 @@ from imagescore_det.evaluation.mode_comparison import markdown_table  # noqa: E4
 from imagescore_det.evaluation.pseudo_label_quality import (  # noqa: E402
     compare_strategies,
     match_pseudo_labels,
+    pseudo_label_file_quality,
     selection_quality,
 )
 from imagescore_det.structures import ScoredImage  # noqa: E402
@@ -259,6 +261,44 @@ def test_selection_quality_on_known_answers():
     assert math.isnan(
         selection_quality(images, truth, [2])["precision"]
     )  # no pseudo labels: undefined
+
+
+def register_kinds(name, kinds):
+    """A registered dataset of the quality fixture's images, each dict with its ``kind`` where given."""
+    images, truth = quality_fixture()
+    dicts = []
+    for (image_id, (boxes, classes)), kind in zip(truth.items(), kinds):
+        annotations = [
+            {"bbox": list(box), "bbox_mode": BoxMode.XYXY_ABS, "category_id": int(c)}
+            for box, c in zip(boxes, classes)
+        ]
+        record = {"image_id": image_id, "file_name": image_id + ".jpg", "annotations": annotations}
+        dicts.append(dict(record, kind=kind) if kind else record)
+    if name in DatasetCatalog.list():
+        DatasetCatalog.remove(name)
+    DatasetCatalog.register(name, lambda: dicts)
+    return images
+
+
+def test_a_pseudo_label_file_counts_the_kinds_of_its_images():
+    """The study's per-run record: how many pseudo-labelled images are distractors, from the dicts' kinds."""
+    images = register_kinds("test_kinds", ["clean", "novel", "photos", "clean"])
+    assert kinds_of(["test_kinds"]) == {"good": "clean", "half": "novel", "empty": "photos", "wrong": "clean"}  # fmt: skip
+    payload = build_pseudo_label_json(
+        images, CLASSES, keep_empty=False, info={}
+    )  # "empty" has no box
+    truth = ground_truth_of(["test_kinds"])
+    quality = pseudo_label_file_quality(payload, truth, kinds_of(["test_kinds"]))
+    assert quality["kinds"] == {"clean": 2, "novel": 1} and quality["distractors"] == 1
+    assert (quality["images"], quality["boxes"], quality["precision"]) == (3, 4, 0.5)
+    assert pseudo_label_file_quality(payload, truth) == {
+        key: quality[key] for key in ("images", "boxes", "precision", "recall")
+    }  # without kinds: no count
+    register_kinds("test_no_kinds", [None] * 4)
+    assert kinds_of(["test_no_kinds"]) == {}
+    register_kinds("test_some_kinds", ["clean", None, "empty", "clean"])
+    with pytest.raises(ValueError, match="dataset test_some_kinds: image 'half' has no \"kind\""):
+        kinds_of(["test_some_kinds"])
 
 
 def test_strategies_keep_ceil_of_fraction_and_random_is_seeded():

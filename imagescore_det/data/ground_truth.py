@@ -26,7 +26,12 @@ __all__ = [
     "add_voc_difficult",
     "ground_truth_of",
     "has_boxes",
+    "CLEAN_KIND",
+    "kinds_of",
 ]
+
+#: The ``"kind"`` of an unlabelled image that is not a distractor (the others name their distractor).
+CLEAN_KIND = "clean"
 
 #: ``{image_id: (boxes XYXY [G, 4] float64, contiguous classes [G] int64)}``.
 GroundTruth = Mapping[object, Tuple[np.ndarray, np.ndarray]]
@@ -92,3 +97,22 @@ def ground_truth_of(dataset_names: Sequence[str]) -> Dict[object, Tuple[np.ndarr
 def has_boxes(truth: GroundTruth) -> bool:
     """Whether any image of ``truth`` has a ground-truth box (an image folder has none)."""
     return any(len(classes) for _, classes in truth.values())
+
+
+def kinds_of(dataset_names: Sequence[str]) -> Dict[object, str]:
+    """``{image_id: kind}`` of the registered datasets whose dicts carry a ``"kind"``
+    (:data:`CLEAN_KIND` or the distractor's kind); {} where no dict has one. A set whose dicts have
+    kinds only in part is refused, naming the first image without one."""
+    kinds, missing = {}, None
+    for name in dataset_names:
+        for record in DatasetCatalog.get(name):
+            if "kind" in record:
+                kinds[record["image_id"]] = str(record["kind"])
+            elif missing is None:
+                missing = (name, record["image_id"])
+    if kinds and missing:
+        raise ValueError(
+            'dataset %s: image %r has no "kind", but other images of %s do'
+            % (missing[0], missing[1], ", ".join(dataset_names))
+        )
+    return kinds

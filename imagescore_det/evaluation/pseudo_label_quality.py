@@ -8,13 +8,14 @@ in the VOC evaluation) and summarised as precision, recall and the share of imag
 labels are all correct. No second training run is needed.
 """
 
-from typing import Dict, Iterable, List, Mapping, Sequence, Tuple
+from collections import Counter
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from pycocotools import mask as mask_util
 
-from ..data.ground_truth import GroundTruth
-from ..detection.selection import STRATEGIES, select_by_strategy
+from ..data.ground_truth import CLEAN_KIND, GroundTruth
+from ..detection.selection import IMAGE_STRATEGIES, select_by_strategy
 from ..structures import ScoredImage
 
 __all__ = [
@@ -104,11 +105,15 @@ def selection_quality(
     )
 
 
-def pseudo_label_file_quality(payload: Mapping, truth: GroundTruth) -> Dict[str, float]:
+def pseudo_label_file_quality(
+    payload: Mapping, truth: GroundTruth, kinds: Optional[Mapping[object, str]] = None
+) -> Dict[str, object]:
     """Images, boxes, precision and recall of a pseudo-label file (:func:`..data.pseudo_labels.load_pseudo_labels`).
 
     Matching as in :func:`label_quality`; recall counts the ground-truth objects of the images in
-    the file (kept images without pseudo labels are not in it unless KEEP_EMPTY).
+    the file (kept images without pseudo labels are not in it unless KEEP_EMPTY). With ``kinds``
+    (:func:`..data.ground_truth.kinds_of`, non-empty) it also counts the file's images per kind
+    (``kinds``) and those that are distractors (``distractors``: every kind but "clean").
     """
     boxes_of: Dict[int, List] = {image["id"]: [] for image in payload["images"]}
     for annotation in payload["annotations"]:
@@ -124,20 +129,25 @@ def pseudo_label_file_quality(payload: Mapping, truth: GroundTruth) -> Dict[str,
             yield image["source_image_id"], xyxy, classes, [a["score"] for a in found]
 
     quality = label_quality(labelled(), truth)
-    return {
+    found = {
         "images": quality["images"],
         "boxes": quality["pseudo_labels"],
         "precision": quality["precision"],
         "recall": quality["recall"],
     }
+    if kinds:
+        counts = Counter(kinds[image["source_image_id"]] for image in payload["images"])
+        found["kinds"] = dict(sorted(counts.items()))
+        found["distractors"] = sum(n for kind, n in counts.items() if kind != CLEAN_KIND)
+    return found
 
 
 def compare_strategies(
     images: Sequence[ScoredImage], truth: GroundTruth, fraction: float, *, seed: int = 0
 ) -> List[Dict[str, object]]:
-    """One row per strategy: the same fraction of the same scored set, then "all" (no selection)."""
+    """One row per image strategy: the same fraction of the same scored set, then "all" (no selection)."""
     rows = []
-    for strategy in STRATEGIES:
+    for strategy in IMAGE_STRATEGIES:
         indices = select_by_strategy(images, strategy, fraction, seed=seed)
         rows.append({"strategy": strategy, **selection_quality(images, truth, indices)})
     return rows
