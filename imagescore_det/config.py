@@ -51,8 +51,10 @@ def add_imagescore_config(cfg: CN) -> None:
     # Share of the unlabelled set kept, best first by IMAGESCORE.SELECTION (ties broken by image id).
     _C.IMAGESCORE.SELECT_FRACTION = constants.SELECT_FRACTION
     # How the kept images are chosen: "image_score" (the method), "confidence" (mean detection
-    # confidence, the paper's softmax baseline), "random" (drawn with cfg.SEED, which must be >= 0)
-    # or "all" (every unlabelled image, STAC-style; SELECT_FRACTION is ignored).
+    # confidence, the paper's softmax baseline), "random" (drawn with cfg.SEED, which must be >= 0),
+    # "all" (every unlabelled image, STAC-style; SELECT_FRACTION is ignored) or "box_filter" (every
+    # image as "all", each pseudo box kept only where its box score clears BOX.FILTER_QUANTILE; needs
+    # SCORE_MODE "box").
     _C.IMAGESCORE.SELECTION = "image_score"
     # Detections of the current model with at least this confidence become pseudo-labels.
     _C.IMAGESCORE.PSEUDO_SCORE_THRESH = 0.7
@@ -123,6 +125,10 @@ def add_imagescore_config(cfg: CN) -> None:
     _C.IMAGESCORE.BOX.AGGREGATE = "min"
     # What box mode ranks images by: "score" (the box score) or "score_x_confidence" (product of the two ranks).
     _C.IMAGESCORE.BOX.RANKING = "score"
+    # SELECTION "box_filter" keeps a pseudo box whose box score is at least this quantile of the
+    # labelled set's own ground-truth box scores (one more pass over the labelled set measures them);
+    # a box below it becomes an ignore box. In [0, 1]; 0.1 is not yet measured against other values.
+    _C.IMAGESCORE.BOX.FILTER_QUANTILE = 0.1
 
     # ---- The reference and scoring passes at scale.
     # Images per batch of both passes (Detectron2's test loader); the recorder crops each padded

@@ -1,9 +1,11 @@
-"""Box mode: per-class references from ground-truth boxes, box scores, and their rankings (issue 10).
+"""Box mode: per-class references from ground-truth boxes, box scores, their rankings (issue 10) and
+the box filter (issue 18).
 
 Models are random-initialised and tiny inputs are made by hand (no data set), so each test takes a
 few seconds; the R50 detectors keep few proposals for the same reason.
 """
 
+import json
 import math
 
 import numpy as np
@@ -18,8 +20,22 @@ from detectron2.modeling import build_model  # noqa: E402
 from detectron2.structures import Boxes  # noqa: E402
 from helpers import detectron2_voc_cfg, project_cfg  # noqa: E402
 
-from imagescore_det.detection.modes import BoxMode, ImageMode, build_references, score_images  # noqa: E402
-from imagescore_det.detection.ranking import aggregate, box_ranking_values, rank_product  # noqa: E402
+from imagescore_det.detection.modes import (  # noqa: E402
+    BoxMode,
+    ImageMode,
+    build_references,
+    score_images,
+    score_truth_boxes,
+)
+from imagescore_det.detection.passes import run_recorded  # noqa: E402
+from imagescore_det.detection.ranking import (  # noqa: E402
+    aggregate,
+    box_filter_threshold,
+    box_ranking_values,
+    filter_boxes,
+    rank_product,
+)
+from imagescore_det.detection.selection import write_selection  # noqa: E402
 from imagescore_det.evaluation.mode_comparison import mean_and_sd  # noqa: E402
 from imagescore_det.modeling.box_recording import BoxRecorder, default_box_layers, to_input_boxes  # noqa: E402
 from imagescore_det.scoring import ClassReferences  # noqa: E402
@@ -359,3 +375,118 @@ def test_mean_and_sd_over_teachers_match_rows_by_key_and_skip_undefined_cells():
     )  # one defined value: no spread
     with pytest.raises(ValueError, match="different rows"):
         mean_and_sd([tables[0], tables[1][::-1]], "strategy")
+
+
+def test_the_box_filter_keeps_the_boxes_at_or_above_the_quantile_and_ignores_the_rest():
+    truth_scores = [-4.0, -3.0, -2.0, -1.0, 0.0]  # quantile 0.25: -3.0 (linear interpolation)
+    assert box_filter_threshold(truth_scores, 0.25) == -3.0
+    assert box_filter_threshold(truth_scores, 0.6) == pytest.approx(-1.6)
+    a = scored("a", [-3.5, -3.0, -0.5], [0.9, 0.8, 0.7])
+    a.boxes = [[0, 0, 1, 1], [1, 1, 2, 2], [2, 2, 3, 3]]
+    a.classes, a.ignore_boxes = [0, 1, 2], [[5, 5, 6, 6]]
+    b = scored("b", [-9.0], [0.95])
+    kept = filter_boxes([a, b, scored("c", [], [])], box_filter_threshold(truth_scores, 0.25))
+    assert [image.image_id for image in kept] == ["a", "b", "c"]
+    first, second, third = kept
+    # Exactly the boxes at or above the threshold stay, with their classes, confidences and scores.
+    assert first.boxes == [[1, 1, 2, 2], [2, 2, 3, 3]] and first.classes == [1, 2]
+    assert first.confidences == [0.8, 0.7] and first.box_scores == [-3.0, -0.5]
+    assert first.ignore_boxes == [
+        [5, 5, 6, 6],
+        [0, 0, 1, 1],
+    ]  # the failing one joins the ignore boxes
+    assert second.boxes == [] and second.ignore_boxes == [[0, 0, 1, 1]] and third.boxes == []
+    assert (
+        a.boxes[0] == [0, 0, 1, 1] and len(a.box_scores) == 3
+    )  # copies: the scored records stay whole
+    with pytest.raises(ValueError, match="score it in box mode"):
+        filter_boxes([scored("d", [], [0.9])], -1.0)
+    with pytest.raises(ValueError, match="ground-truth box scores, and there are none"):
+        box_filter_threshold([], 0.1)
+
+
+def test_box_filter_calibrates_on_the_labelled_boxes_and_writes_the_rest_as_ignore_boxes(tmp_path):
+    """A real detector: the labelled pass scores each ground-truth box as box mode scores a pseudo box
+    there, and the swap's writer keeps exactly the pseudo boxes that clear the quantile."""
+    model, cfg = detector_and_cfg("vgg16", "IMAGESCORE.SCORE_MODE", "box")
+    inputs, truth = inputs_and_truth(3)
+    scorer = BoxMode(cfg, model, "test")
+    references = build_references(model, batches(inputs), [scorer], truth=truth)["box"]
+    truth_scores = score_truth_boxes(model, batches(inputs), scorer, references, truth=truth)
+    assert (
+        truth_scores.dtype == np.float64 and len(truth_scores) == 9
+    )  # 3 boxes in each of 3 images
+
+    as_pseudo = {
+        i: ScoredImage(i, "image%d.jpg" % i, 192, 240, boxes.tolist(), classes.tolist(), [1.0] * 3)
+        for i, (boxes, classes) in truth.items()
+    }
+    run_recorded(
+        model,
+        batches(inputs),
+        [scorer.recorder],
+        lambda batch, outputs: scorer.score(
+            references, batch, [as_pseudo[x["image_id"]] for x in batch]
+        ),
+        description="test",
+    )
+    assert truth_scores.tolist() == [s for i in range(3) for s in as_pseudo[i].box_scores]
+
+    # Each image's pseudo boxes: its ground-truth boxes, which score as in the labelled pass, and the
+    # random-initialised detector's own detections, which score below every one of them.
+    detections = score_images(model, batches(inputs), [scorer], {"box": references}, pseudo_score_thresh=0.0)  # fmt: skip
+    assert max(s for d in detections for s in d.box_scores) < truth_scores.min()
+    images = [
+        ScoredImage(
+            d.image_id,
+            d.file_name,
+            d.height,
+            d.width,
+            as_pseudo[d.image_id].boxes + d.boxes,
+            as_pseudo[d.image_id].classes + d.classes,
+            as_pseudo[d.image_id].confidences + d.confidences,
+            box_scores=as_pseudo[d.image_id].box_scores + d.box_scores,
+        )
+        for d in detections
+    ]
+    for image, value in zip(images, scorer.ranking_values(references, images)):
+        image.ranking_value = float(value)
+    references.truth_scores = torch.as_tensor(truth_scores)
+    quantile = 0.5
+    threshold = float(np.quantile(truth_scores, quantile))
+    cfg.merge_from_list(["IMAGESCORE.SELECTION", "box_filter", "IMAGESCORE.BOX.FILTER_QUANTILE", quantile])  # fmt: skip
+    written = write_selection(cfg, references, images, model_info={}, output_dir=str(tmp_path))
+    with open(written["pseudo_labels"]) as f:
+        payload = json.load(f)
+    info = payload["info"]["box_filter"]
+    assert payload["info"]["selection"] == "box_filter" and info["threshold"] == threshold
+
+    def split(image, passes):
+        return [box for box, score in zip(image.boxes, image.box_scores) if (score >= threshold) == passes]  # fmt: skip
+
+    passing = {image.image_id: split(image, True) for image in images if split(image, True)}
+    failing = {image.image_id: split(image, False) for image in images}
+    assert sum(map(len, passing.values())) == 5  # the ground-truth boxes at or above their median
+    assert (info["kept"], info["ignored"]) == (
+        sum(map(len, passing.values())),
+        sum(map(len, failing.values())),
+    )
+    source = {entry["id"]: entry["source_image_id"] for entry in payload["images"]}
+    assert sorted(source.values()) == sorted(
+        passing
+    )  # an image left without pseudo boxes is dropped
+    written_boxes = {}
+    for a in payload["annotations"]:
+        x, y, w, h = a["bbox"]
+        written_boxes.setdefault(source[a["image_id"]], []).append([x, y, x + w, y + h])
+    for image_id, boxes in passing.items():  # exactly the boxes at or above the threshold, in order
+        np.testing.assert_allclose(written_boxes[image_id], boxes, atol=1e-4)
+    for entry in payload["images"]:  # and the failing ones as ignore regions
+        failed = np.reshape(failing[entry["source_image_id"]], (-1, 4))
+        np.testing.assert_allclose(np.reshape(entry["ignore_boxes"], (-1, 4)), failed, atol=1e-4)
+
+    path = str(tmp_path / "references.pt")
+    references.save(path)
+    assert torch.equal(ClassReferences.load(path, mode="box").truth_scores, references.truth_scores)
+    with pytest.raises(ValueError, match="'box_filter' needs box references"):
+        write_selection(cfg, object(), images, model_info={}, output_dir=str(tmp_path))

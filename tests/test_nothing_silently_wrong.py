@@ -162,6 +162,8 @@ BAD_SETTINGS = [
     (("MODEL.ROI_HEADS.NUM_CLASSES", "8"), "MODEL.ROI_HEADS.NUM_CLASSES is 8"),
     (("IMAGESCORE.SCORE_MODE", "boxes"), "IMAGESCORE.SCORE_MODE is 'boxes'; choose one of 'image', 'box'"),
     (("IMAGESCORE.SELECT_FRACTION", "1.5"), r"IMAGESCORE.SELECT_FRACTION is 1.5; it must lie in \[0, 1\]"),
+    (("IMAGESCORE.BOX.FILTER_QUANTILE", "-0.1"), r"IMAGESCORE.BOX.FILTER_QUANTILE is -0.1; it must lie in \[0, 1\]"),
+    (("IMAGESCORE.SELECTION", "box_filter"), "IMAGESCORE.SELECTION 'box_filter' filters pseudo boxes by their box score, but IMAGESCORE.SCORE_MODE is 'image'"),
     (("IMAGESCORE.BOX.AGGREGATE", "median"), "IMAGESCORE.BOX.AGGREGATE is 'median'"),
     (("IMAGESCORE.THRESHOLD_STAT", "linf"), "IMAGESCORE.THRESHOLD_STAT is 'linf'"),
     (("IMAGESCORE.FORMULA", "overlapp"), "IMAGESCORE.FORMULA is 'overlapp'"),

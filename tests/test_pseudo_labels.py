@@ -1,6 +1,7 @@
 """Pseudo-label JSON and CSV (docs/method.md §2 step 6) and the selection-quality measures, on hand-built data."""
 
 import csv
+import dataclasses
 import json
 import math
 
@@ -22,11 +23,12 @@ from imagescore_det.data.pseudo_labels import (  # noqa: E402
     write_csv,
     write_json,
 )
-from imagescore_det.detection.selection import select_by_strategy  # noqa: E402
+from imagescore_det.detection.selection import distractors_kept, select_by_strategy  # noqa: E402
 from imagescore_det.evaluation.mode_comparison import markdown_table  # noqa: E402
 from imagescore_det.evaluation.pseudo_label_quality import (  # noqa: E402
     compare_strategies,
     match_pseudo_labels,
+    pseudo_label_file_quality,
     selection_quality,
 )
 from imagescore_det.structures import ScoredImage  # noqa: E402
@@ -259,6 +261,21 @@ def test_selection_quality_on_known_answers():
     assert math.isnan(
         selection_quality(images, truth, [2])["precision"]
     )  # no pseudo labels: undefined
+
+
+def test_a_pseudo_label_file_reports_the_distractors_its_selection_kept():
+    """The study's per-run record: the selection's own count of kept distractors (its info's
+    ``kinds_kept``, every kept image counted) beside the precision of the file's pseudo labels."""
+    images, truth = quality_fixture()
+    kinds = ["clean", "novel", "photos", "clean"]
+    images = [dataclasses.replace(scored, kind=kind) for scored, kind in zip(images, kinds)]
+    kept = distractors_kept(images, [0, 1, 2])
+    assert kept == {"distractors_kept": 2 / 3, "kept_novel": 1, "kept_photos": 1}
+    payload = build_pseudo_label_json(images, CLASSES, keep_empty=False, info={"kinds_kept": kept})
+    quality = pseudo_label_file_quality(payload, truth)
+    assert quality["distractors_kept"] == 2 / 3 and quality["kept_photos"] == 1
+    assert (quality["images"], quality["boxes"], quality["precision"]) == (3, 4, 0.5)
+    assert distractors_kept([dataclasses.replace(image, kind="") for image in images], [0]) == {}
 
 
 def test_strategies_keep_ceil_of_fraction_and_random_is_seeded():

@@ -98,6 +98,45 @@ def test_arms_continue_from_one_teacher_per_data_seed_and_a_repeat_reruns_nothin
     assert [a["ap50_mean"] for a in again] == [b["ap50_mean"] for b in summary]
 
 
+def test_a_selection_curve_runs_each_arm_at_each_fraction_from_one_teacher(
+    empty_data_root, tmp_path
+):
+    """--fractions: imagescore at two fractions, boxfilter (every image, boxes filtered) and control once."""
+    out = tmp_path / "curve"
+    argv = ["--config-file", DEMO_CONFIG, "--seeds", "0", "--arms", "control", "imagescore", "boxfilter",
+            "--fractions", "0.2", "0.5", "--output-dir", str(out), "--jobs", "2", *STUDY]  # fmt: skip
+    summary = ssod_study.main(argv)
+    assert [(row["arm"], row["fraction"]) for row in summary] == [
+        ("control", ""),
+        ("imagescore", 0.2),
+        ("imagescore", 0.5),
+        ("boxfilter", ""),
+    ]
+    folder = out / "seed0"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "boxfilter", "control", "imagescore_f0.2", "imagescore_f0.5", "teacher"
+    ]  # fmt: skip
+    for fraction, kept in ((0.2, 2), (0.5, 5)):  # ceil(fraction x 10 unlabelled images)
+        with open(folder / ("imagescore_f%g" % fraction) / "pseudo_labels.json") as f:
+            info = json.load(f)["info"]
+        assert (info["select_fraction"], info["num_selected"]) == (fraction, kept)
+    with open(folder / "boxfilter" / "pseudo_labels.json") as f:
+        payload = json.load(f)
+    info = payload["info"]
+    assert info["selection"] == "box_filter" and info["score_mode"] == "box"
+    assert info["num_selected"] == TINY_DATA["num_unlabelled"]  # every image, as "all"
+    box_filter = info["box_filter"]
+    assert box_filter["quantile"] == 0.1 and box_filter["labelled_boxes"] > 0
+    assert box_filter["kept"] + box_filter["ignored"] == box_filter["pseudo_boxes"] > 0
+    assert len(payload["annotations"]) == box_filter["kept"]
+    rows = read_rows(out)
+    assert {(r["arm"], r["fraction"]) for r in rows} == {
+        ("control", ""), ("imagescore", "0.2"), ("imagescore", "0.5"), ("boxfilter", "")
+    }  # fmt: skip
+    assert all(r["distractors_kept"] == "" for r in rows)  # the tiny set has no kinds
+    assert (out / "selection_curve.png").read_bytes().startswith(b"\x89PNG")
+
+
 def test_one_data_seed_keeps_the_layout_and_flag_of_before(tmp_path):
     def parse(*flags):
         return ssod_study.parse_args(
@@ -112,6 +151,10 @@ def test_one_data_seed_keeps_the_layout_and_flag_of_before(tmp_path):
         parse("--final-evals", "0")
     with pytest.raises(ValueError, match="twice"):
         runner.data_seeds_of(parse("--data-seeds", "3", "3"))
+    assert parse().fractions is None and parse("--fractions", "0.1", "0.5").fractions == [0.1, 0.5]
+    for bad in (["0.1", "0.1"], ["0"], ["1.5"]):
+        with pytest.raises(SystemExit):
+            parse("--fractions", *bad)
 
 
 def test_the_study_runs_on_datasets_declared_only_in_the_config(tmp_path, monkeypatch):
@@ -225,6 +268,22 @@ def test_each_arm_gets_its_own_settings_on_the_shared_ones(empty_data_root, tmp_
                 "IMAGESCORE.SELECTION"
             ] == selection and "IMAGESCORE.REGIME" not in opts(arm)
             assert opts(arm)["TEST.EVAL_PERIOD"] == "2"
+    modes = {arm: (opts(arm)["IMAGESCORE.SCORE_MODE"], opts(arm).get("IMAGESCORE.BOX.RANKING"))
+             for arm in ("imagescore", "boxscore", "boxscore_x_confidence", "boxfilter")}  # fmt: skip
+    assert modes == {"imagescore": ("image", None), "boxscore": ("box", "score"),
+                     "boxscore_x_confidence": ("box", "score_x_confidence"), "boxfilter": ("box", None)}  # fmt: skip
+    assert opts("boxfilter")["IMAGESCORE.SELECTION"] == "box_filter"
+    at_half = runner.run_opts(cfg, [], 7, "random", "/out", 0.5)
+    assert dict(zip(at_half[::2], at_half[1::2]))["IMAGESCORE.SELECT_FRACTION"] == "0.5"
+    assert "IMAGESCORE.SELECT_FRACTION" not in opts("random")  # without a fraction: the config's
+    # --fractions: each arm that keeps a fraction at each; every-image and no-swap arms once
+    assert runner.arm_runs(["control", "imagescore", "all", "boxfilter", "random"], [0.1, 0.3]) == [
+        ("control", None), ("imagescore", 0.1), ("imagescore", 0.3), ("all", None), ("boxfilter", None),
+        ("random", 0.1), ("random", 0.3)]  # fmt: skip
+    assert runner.arm_runs(["imagescore", "all"]) == [("imagescore", None), ("all", None)]
+    assert (
+        runner.run_name("imagescore", 0.1) == "imagescore_f0.1" and runner.run_name("all") == "all"
+    )
 
 
 def test_evaluations_come_from_the_evaluation_log(tmp_path):

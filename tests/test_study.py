@@ -1,6 +1,7 @@
 """The study's summary arithmetic on hand-made runs.csv files, checked against closed forms and
-NumPy: one data seed in the layout before data seeds, two data seeds pooled and apart, and the
-committed study tables (docs/detection_study) summarized again from their runs.csv."""
+NumPy: one data seed in the layout before data seeds, two data seeds pooled and apart, arms at
+several selection fractions with their distractor shares, and the committed study tables
+(docs/detection_study) summarized again from their runs.csv."""
 
 import csv
 import math
@@ -12,6 +13,7 @@ import pytest
 from imagescore_det.study.summary import (
     POOLED,
     RUN_COLUMNS,
+    arm_label,
     control_drift,
     detectable_note,
     drift_note,
@@ -19,6 +21,7 @@ from imagescore_det.study.summary import (
     neighbour_sd,
     noise_note,
     plot_curves,
+    plot_selection_curve,
     read_runs,
     summarize,
     write_runs,
@@ -111,7 +114,7 @@ def test_without_oracle_gap_closed_is_empty_and_files_are_written(runs_csv, tmp_
         and table[1]["data_seed"] == POOLED
     )
     md = (tmp_path / "summary.md").read_text()
-    assert "| imagescore | pooled | 3 | 900 |" in md
+    assert "| imagescore |  | pooled | 3 | 900 |" in md  # no fraction column: the cell is empty
     assert "mean of its last 3 evaluation(s) after the swap" in md
     assert "ap50_last_mean is the mean of the runs' last evaluation alone" in md
     plot_curves(rows, str(tmp_path / "curves.png"), swap_iter=600)
@@ -297,6 +300,102 @@ def test_two_data_seeds_are_written_with_their_column(two_data_seeds, tmp_path):
         written = list(csv.DictReader(f))
     assert [r["data_seed"] for r in written] == [POOLED] * 3 + ["1"] * 3 + ["2"] * 3
     assert written[1]["seeds"] == "6" and written[4]["seeds"] == "3"
+
+
+# ------------------------------------------------------------------ fractions and distractors
+
+#: (arm, fraction) -> per training seed 0, 1, 2: (final AP50, distractors among its 10 kept images).
+AT_FRACTIONS = {
+    ("control", ""): [(60.0, None), (62.0, None), (61.0, None)],
+    ("imagescore", "0.1"): [(63.0, 1), (62.0, 2), (64.0, 0)],
+    ("imagescore", "0.3"): [(61.0, 3), (64.0, 3), (63.0, 4)],
+    ("random", "0.1"): [(61.0, 5), (61.5, 4), (62.0, 6)],
+    ("random", "0.3"): [(60.5, 5), (62.0, 5), (62.0, 5)],
+    ("all", ""): [(62.0, 5), (63.0, 5), (61.5, 5)],
+}
+
+
+@pytest.fixture
+def at_fractions(tmp_path):
+    """A hand-written runs.csv of arms at two fractions: the teacher's row at 600, the arm's at 900."""
+    path = tmp_path / "runs.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            ["arm", "fraction", "seed", "iteration", "ap50", "ap", "images", "distractors_kept"]
+        )
+        for (arm, fraction), runs in AT_FRACTIONS.items():
+            for seed, (ap50, distractors) in enumerate(runs):
+                kept = ["", ""] if distractors is None else [10, distractors / 10]
+                writer.writerow([arm, fraction, seed, 600, 55.0, 25.0, "", ""])
+                writer.writerow([arm, fraction, seed, 900, ap50, ap50 / 2, *kept])
+    return read_runs(str(path))
+
+
+def finals(arm, fraction):
+    return np.array([ap50 for ap50, _ in AT_FRACTIONS[(arm, fraction)]])
+
+
+def test_deltas_vs_random_and_all_pair_each_fraction_and_count_distractors(at_fractions, tmp_path):
+    summary = summarize(at_fractions, swap_iter=600)
+    assert [(row["arm"], row["fraction"]) for row in summary] == [
+        ("control", ""), ("imagescore", 0.1), ("imagescore", 0.3), ("random", 0.1), ("random", 0.3), ("all", "")
+    ]  # fmt: skip
+    row = {arm_label(r["arm"], r["fraction"]): r for r in summary}
+    assert list(row) == ["control", "imagescore@0.1", "imagescore@0.3", "random@0.1", "random@0.3", "all"]  # fmt: skip
+    for fraction in ("0.1", "0.3"):  # each fraction against random at the same fraction, and all
+        ours = row["imagescore@%s" % fraction]
+        for reference, column in (
+            (finals("random", fraction), "random"),
+            (finals("all", ""), "all"),
+        ):
+            differences = finals("imagescore", fraction) - reference
+            assert ours["delta_vs_" + column] == pytest.approx(np.mean(differences))
+            assert ours["p_vs_" + column] == pytest.approx(t_test(differences)[0], rel=1e-9)
+        differences = finals("imagescore", fraction) - finals("control", "")
+        assert ours["delta_vs_control"] == pytest.approx(np.mean(differences))
+        assert ours["p_value"] == pytest.approx(t_test(differences)[0], rel=1e-9)
+    # imagescore@0.1 - random@0.1 = 2, 0.5, 2; imagescore@0.1 - all = 1, -1, 2.5
+    assert row["imagescore@0.1"]["delta_vs_random"] == pytest.approx(1.5)
+    assert row["imagescore@0.1"]["delta_vs_all"] == pytest.approx(2.5 / 3)
+    assert row["random@0.1"]["delta_vs_random"] == 0.0 and math.isnan(
+        row["random@0.1"]["p_vs_random"]
+    )
+    assert row["all"]["delta_vs_all"] == 0.0 and math.isnan(row["all"]["p_vs_all"])
+    # random ran at two fractions: a row without one has no random to be paired with
+    assert math.isnan(row["all"]["delta_vs_random"]) and math.isnan(row["control"]["p_vs_random"])
+    assert row["control"]["delta_vs_all"] == pytest.approx(-np.mean(finals("all", "") - finals("control", "")))  # fmt: skip
+    # the share of kept images that are distractors, mean over the runs; none where nothing is pseudo-labelled
+    assert row["imagescore@0.1"]["distractors_kept"] == pytest.approx(0.1)
+    assert row["imagescore@0.3"]["distractors_kept"] == pytest.approx(1 / 3)
+    assert row["random@0.1"]["distractors_kept"] == pytest.approx(0.5)
+    assert math.isnan(row["control"]["distractors_kept"])
+
+    one_fraction = summarize([r for r in at_fractions if r["fraction"] != 0.1], swap_iter=600)
+    alone = {arm_label(r["arm"], r["fraction"]): r for r in one_fraction}
+    # With random at one fraction, all and control are compared with it: all - random@0.3 = 1.5, 1, -0.5
+    assert alone["all"]["delta_vs_random"] == pytest.approx(2 / 3)
+    assert alone["all"]["p_vs_random"] == pytest.approx(t_test(np.array([1.5, 1.0, -0.5]))[0], rel=1e-9)  # fmt: skip
+
+    write_summary(summary, str(tmp_path / "summary.csv"), str(tmp_path / "summary.md"))
+    with open(tmp_path / "summary.csv") as f:
+        written = list(csv.DictReader(f))
+    assert [(r["arm"], r["fraction"]) for r in written][:3] == [("control", ""), ("imagescore", "0.1"), ("imagescore", "0.3")]  # fmt: skip
+    assert written[1]["delta_vs_random"] == "1.5" and written[1]["distractors_kept"] == "0.1"
+    assert written[0]["distractors_kept"] == "" and written[0]["p_vs_random"] == ""
+    assert "distractors_kept is the mean over the runs" in (tmp_path / "summary.md").read_text()
+    plot_selection_curve(summary, str(tmp_path / "selection_curve.png"))
+    assert (tmp_path / "selection_curve.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_runs_without_fraction_or_kinds_read_as_before(runs_csv):
+    rows = read_runs(runs_csv)
+    assert {row["fraction"] for row in rows} == {""} and arm_label("imagescore", "") == "imagescore"
+    summary = summarize(rows)
+    assert all(row["fraction"] == "" and math.isnan(row["distractors_kept"]) for row in summary)
+    ours = next(row for row in summary if row["arm"] == "imagescore")
+    assert ours["delta_vs_random"] == pytest.approx(2.0)  # 1.5 - (-1), 0.5 - 0, 2 - (-1): mean 2
+    assert math.isnan(ours["delta_vs_all"])  # no all arm
 
 
 @pytest.mark.parametrize("folder", ["data_seed0", "data_seed1"])

@@ -5,21 +5,28 @@ Per seed, tools/train_net.py trains the teacher once, labelled only, to IMAGESCO
 arm resumes that checkpoint (iteration, optimizer, LR schedule) to SOLVER.MAX_ITER, with the same
 settings except:
 
-    control     labelled images only (IMAGESCORE.REGIME labelled_only)
-    imagescore  the swap keeps the top SELECT_FRACTION by image score    (IMAGESCORE.SELECTION image_score)
-    confidence  ... by mean detection confidence                         (IMAGESCORE.SELECTION confidence)
-    random      ... drawn at random with the run's SEED                   (IMAGESCORE.SELECTION random)
-    all         every unlabelled image pseudo-labelled, STAC-style       (IMAGESCORE.SELECTION all)
-    oracle      labelled + the unlabelled set with its ground truth (the fully labelled bound)
+    control       labelled images only (IMAGESCORE.REGIME labelled_only)
+    imagescore    the swap keeps the top SELECT_FRACTION by image score (SELECTION image_score, SCORE_MODE image)
+    boxscore      ... by box score                     (SELECTION image_score, SCORE_MODE box, BOX.RANKING score)
+    boxscore_x_confidence  ... by box score x confidence (the same, BOX.RANKING score_x_confidence)
+    boxfilter     every image; a pseudo box is kept where its box score clears BOX.FILTER_QUANTILE of the
+                  labelled ground-truth boxes' scores, else it is an ignore box (SELECTION box_filter, SCORE_MODE box)
+    confidence    ... by mean detection confidence                      (IMAGESCORE.SELECTION confidence)
+    random        ... drawn at random with the run's SEED               (IMAGESCORE.SELECTION random)
+    all           every unlabelled image pseudo-labelled, STAC-style    (IMAGESCORE.SELECTION all)
+    oracle        labelled + the unlabelled set with its ground truth (the fully labelled bound)
 
 Arms are evaluated at TEST.EVAL_PERIOD, or every third of the post-swap phase where that gives
 fewer than 3 evaluations after the swap (it must divide SWAP_ITER); a run's final AP50 is the mean
 of its last --final-evals evaluations after the swap. --data-seeds A B C runs the grid on several
-synthetic sets (IMAGESCORE.SYNTHETIC.SEED), each in data<D>/. Writes runs.csv, summary.csv and
-summary.md (per arm a row pooled over every (data seed, seed) pair and one per data seed: paired
-delta vs control, one-sided paired t-test, 95 % interval half-width, gap closed), ap50_curves.png
-and a folder per run ([data<D>/]seed<S>/<arm>). A finished run is reused while its fingerprint
-(config after overrides, arm, seed, data) holds; a changed setting trains it again. Example::
+synthetic sets (IMAGESCORE.SYNTHETIC.SEED), each in data<D>/. --fractions 0.1 0.3 0.5 runs every
+arm that keeps a fraction at each SELECT_FRACTION from the same teachers (folders <arm>_f<fraction>;
+the others once) and plots selection_curve.png. Writes runs.csv, summary.csv and summary.md (per
+(arm, fraction) a row pooled over every (data seed, seed) pair and one per data seed: paired delta
+vs control, random and all with one-sided paired t-tests, 95 % interval half-width, gap closed,
+share of distractors kept), ap50_curves.png and a folder per run ([data<D>/]seed<S>/<arm>). A
+finished run is reused while its fingerprint (config after overrides, arm, seed, data) holds; a
+changed setting trains it again. Example::
 
     python tools/ssod_study.py --config-file configs/demo_ssl.yaml --seeds 0 1 2 \\
         --arms control imagescore confidence random all oracle --data-seeds 1 2 3 --output-dir output/confirm

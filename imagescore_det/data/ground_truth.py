@@ -28,6 +28,8 @@ __all__ = [
     "has_boxes",
 ]
 
+#: The ``"kind"`` of an unlabelled image that is not a distractor (the others name their distractor).
+
 #: ``{image_id: (boxes XYXY [G, 4] float64, contiguous classes [G] int64)}``.
 GroundTruth = Mapping[object, Tuple[np.ndarray, np.ndarray]]
 

@@ -58,6 +58,7 @@ __all__ = [
     "BoxMode",
     "to_scored_image",
     "build_references",
+    "score_truth_boxes",
     "score_images",
     "scoring_fingerprint",
     "shard_folder",
@@ -144,7 +145,9 @@ class BoxMode:
             for c in range(len(self.class_names))
         }
 
-    def add_to_reference(self, inputs: Sequence[dict], truth) -> None:
+    def record_truth(self, inputs: Sequence[dict], truth):
+        """The box activations of the batch's ground-truth boxes, their classes and image ids
+        (activations None where the batch has no box)."""
         boxes, classes, ids = [], [], []
         for record, size in zip(inputs, self.recorder.input_sizes):
             if record["image_id"] not in truth:
@@ -156,8 +159,6 @@ class BoxMode:
             classes.append(np.asarray(truth_classes, dtype=np.int64))
             ids += [record["image_id"]] * len(truth_classes)
         box_acts = self.recorder.record(boxes)
-        if box_acts is None:
-            return
         classes = np.concatenate(classes)
         unknown = classes[(classes < 0) | (classes >= len(self.class_names))]
         if len(unknown):
@@ -165,6 +166,12 @@ class BoxMode:
                 "a ground-truth box has class %d, but the labelled set has %d classes"
                 % (unknown[0], len(self.class_names))
             )
+        return box_acts, classes, ids
+
+    def add_to_reference(self, inputs: Sequence[dict], truth) -> None:
+        box_acts, classes, ids = self.record_truth(inputs, truth)
+        if box_acts is None:
+            return
         for c in np.unique(classes):
             rows = np.flatnonzero(classes == c)
             index = torch.as_tensor(rows, dtype=torch.int64)
@@ -190,6 +197,15 @@ class BoxMode:
             references.metadata["examples_per_class"],
         )
         return references
+
+    def score_truth(
+        self, references: ClassReferences, inputs: Sequence[dict], truth
+    ) -> List[float]:
+        """The batch's ground-truth boxes scored against their classes' references."""
+        box_acts, classes, _ = self.record_truth(inputs, truth)
+        if box_acts is None:
+            return []
+        return references.score(box_acts, classes.tolist(), self.settings.FORMULA).tolist()
 
     def score(
         self, references: ClassReferences, inputs: Sequence[dict], images: Sequence[ScoredImage]
@@ -262,6 +278,23 @@ def build_references(model, data_loader, scorers: Sequence, *, truth=None) -> Di
         description="Reference pass",
     )
     return {scorer.name: scorer.finish_reference() for scorer in scorers}
+
+
+def score_truth_boxes(
+    model, data_loader, scorer: BoxMode, references: ClassReferences, *, truth
+) -> np.ndarray:
+    """One more pass over the labelled ``data_loader``: every ground-truth box scored against its
+    class's reference (float64, every process's boxes on every process). A pass of its own, since
+    each box is scored against the finished reference; IMAGESCORE.SELECTION "box_filter"
+    calibrates its threshold on these scores."""
+    scores: List[float] = []
+
+    def add(inputs, outputs):
+        scores.extend(scorer.score_truth(references, inputs, truth))
+
+    run_recorded(model, data_loader, [scorer.recorder], add, description="Labelled box-score pass")
+    parts = comm.all_gather(scores) if comm.get_world_size() > 1 else [scores]
+    return np.asarray([score for part in parts for score in part], dtype=np.float64)
 
 
 def score_images(
@@ -395,7 +428,9 @@ def score_unlabelled(
 
     With ``IMAGESCORE.SCORE_SHARD_SIZE`` > 0 the records are written in shards to ``shard_dir``
     (default: :func:`shard_folder`), and finished shards found there are reused, not scored again
-    (:mod:`.shards`); the folder must be shared by every process.
+    (:mod:`.shards`); the folder must be shared by every process. With IMAGESCORE.SELECTION
+    "box_filter" the box references get the labelled set's ground-truth box scores
+    (:func:`score_truth_boxes`, one more labelled pass).
     """
     settings = cfg.IMAGESCORE
     names = [settings.SCORE_MODE] + [name for name in modes if name != settings.SCORE_MODE]
@@ -412,6 +447,11 @@ def score_unlabelled(
         else None
     )
     references = build_references(model, labelled_loader(cfg), scorers, truth=truth)
+    if settings.SELECTION == "box_filter" and "box" in references:
+        box = next(scorer for scorer in scorers if scorer.name == "box")
+        references["box"].truth_scores = torch.as_tensor(
+            score_truth_boxes(model, labelled_loader(cfg), box, references["box"], truth=truth)
+        )
     records = unlabelled_records(cfg)
     store, reused, chunks = None, {}, {comm.get_rank(): rank_bounds(len(records))}
     if shard_size > 0:

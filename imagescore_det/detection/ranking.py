@@ -1,4 +1,5 @@
-"""From box scores to image rankings in box mode: aggregation, and the score x confidence combination.
+"""From box scores to image rankings in box mode: aggregation, the score x confidence combination,
+and the box filter.
 
 Pure NumPy over :class:`ScoredImage` records. An image's value aggregates the values of its pseudo
 boxes ("min": its least typical box; "mean"); an image without pseudo boxes gets ``empty``, which
@@ -8,8 +9,14 @@ The combination ranks every pseudo box of the scored set twice, by box score and
 and multiplies the two rank fractions (rank / number of boxes, ties sharing their average rank):
 a box stays high only if both signals rank it high. Ranks make the two scales comparable without
 fitting anything, so the combination needs no labelled detections and no extra setting.
+
+The box filter (IMAGESCORE.SELECTION "box_filter") keeps a pseudo box only where its box score is at
+least a quantile of the labelled set's own ground-truth box scores: a box as typical of its class as
+most real objects of the labelled set. A box that fails becomes an ignore box, neither object nor
+background, so a doubtful detection is not taught as background either.
 """
 
+import dataclasses
 from typing import List, Sequence
 
 import numpy as np
@@ -24,6 +31,8 @@ __all__ = [
     "image_values",
     "rank_product",
     "box_ranking_values",
+    "box_filter_threshold",
+    "filter_boxes",
 ]
 
 #: How an image's box values become its value.
@@ -88,3 +97,43 @@ def box_ranking_values(
     if ranking == "score_x_confidence":
         return image_values(rank_product(images), how, empty=0.0)
     raise ValueError("IMAGESCORE.BOX.RANKING must be one of %s, got %r" % (BOX_RANKINGS, ranking))
+
+
+def box_filter_threshold(truth_scores: Sequence[float], quantile: float) -> float:
+    """The ``quantile`` (NumPy's linear interpolation) of the labelled set's ground-truth box scores."""
+    scores = np.asarray(truth_scores, dtype=np.float64)
+    if scores.size == 0:
+        raise ValueError(
+            "the box filter needs the labelled set's ground-truth box scores, and there are none"
+        )
+    if not 0.0 <= quantile <= 1.0:
+        raise ValueError("IMAGESCORE.BOX.FILTER_QUANTILE is %r; it must lie in [0, 1]" % quantile)
+    return float(np.quantile(scores, quantile))
+
+
+def filter_boxes(images: Sequence[ScoredImage], threshold: float) -> List[ScoredImage]:
+    """Copies of ``images`` that keep the pseudo boxes whose box score is >= ``threshold``; the others
+    are appended to the image's ignore boxes (its classes, confidences and box scores go with them)."""
+    filtered = []
+    for image in images:
+        if len(image.box_scores) != len(image.boxes):
+            raise ValueError(
+                "image %r has %d box scores for %d pseudo labels: score it in box mode"
+                % (image.image_id, len(image.box_scores), len(image.boxes))
+            )
+        keep = [score >= threshold for score in image.box_scores]
+
+        def kept(values, want=True):
+            return [value for value, passes in zip(values, keep) if passes == want]
+
+        filtered.append(
+            dataclasses.replace(
+                image,
+                boxes=kept(image.boxes),
+                classes=kept(image.classes),
+                confidences=kept(image.confidences),
+                box_scores=kept(image.box_scores),
+                ignore_boxes=list(image.ignore_boxes) + kept(image.boxes, want=False),
+            )
+        )
+    return filtered

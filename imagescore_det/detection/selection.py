@@ -4,9 +4,10 @@ One function serves the training hook and ``tools/score_voc.py``: it keeps the t
 ``IMAGESCORE.SELECT_FRACTION`` of the scored images by the ``IMAGESCORE.SELECTION`` strategy (the
 image score by default; ceil of the fraction, ties by image id), and writes the reference, the
 pseudo-label JSON, the per-image CSV and the score histogram, each atomically. In a set whose images
-have kinds (an uncurated pool) it also counts the distractors the selection kept. The strategies
-differ only in which images they keep; every kept image is pseudo-labelled the same way.
-Call it on the main process only.
+have kinds (an uncurated pool) it also counts the distractors the selection kept. The image
+strategies differ only in which images they keep; every kept image is pseudo-labelled the same way.
+"box_filter" keeps every image, as "all", and filters its pseudo boxes by box score
+(:func:`.ranking.filter_boxes`). Call it on the main process only.
 """
 
 import datetime
@@ -28,22 +29,32 @@ from ..data.synthetic import CLEAN_KIND  # noqa: E402
 from ..reports.detection import plot_score_histogram  # noqa: E402
 from ..scoring import count_to_keep, rank_by_score, select_top_fraction  # noqa: E402
 from ..structures import ScoredImage  # noqa: E402
+from .ranking import box_filter_threshold, filter_boxes  # noqa: E402
 
 __all__ = [
+    "IMAGE_STRATEGIES",
     "STRATEGIES",
+    "EVERY_IMAGE",
     "select_by_strategy",
     "distractors_kept",
     "selection_seed",
     "output_paths",
     "labelled_class_names",
     "labelled_category_ids",
+    "apply_box_filter",
     "write_selection",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: The values of IMAGESCORE.SELECTION.
-STRATEGIES = ("image_score", "confidence", "random", "all")
+#: The strategies that keep whole images, each by one value per image.
+IMAGE_STRATEGIES = ("image_score", "confidence", "random", "all")
+#: The values of IMAGESCORE.SELECTION: the image strategies, and "box_filter" (every image, each
+#: pseudo box kept only where its box score clears IMAGESCORE.BOX.FILTER_QUANTILE of the labelled
+#: set's ground-truth box scores, the others made ignore boxes; needs SCORE_MODE "box").
+STRATEGIES = IMAGE_STRATEGIES + ("box_filter",)
+#: The strategies that keep every image, whatever IMAGESCORE.SELECT_FRACTION.
+EVERY_IMAGE = ("all", "box_filter")
 
 
 def select_by_strategy(
@@ -54,8 +65,8 @@ def select_by_strategy(
     "image_score" ranks by the scoring mode's ``ranking_value`` (the image score in image mode, the
     aggregate box value in box mode) and "confidence" by the mean detection confidence (higher is
     better, ties by image id); "random" draws without replacement with
-    ``numpy.random.default_rng(seed)``; "all" keeps every image (ordered by ranking value) whatever
-    the fraction.
+    ``numpy.random.default_rng(seed)``; "all" and "box_filter" keep every image (ordered by ranking
+    value) whatever the fraction.
     """
     ids = [image.image_id for image in images]
     if strategy == "image_score":
@@ -65,7 +76,7 @@ def select_by_strategy(
     if strategy == "random":
         order = np.random.default_rng(seed).permutation(len(images))
         return order[: count_to_keep(fraction, len(images))]
-    if strategy == "all":
+    if strategy in EVERY_IMAGE:
         return rank_by_score([image.ranking_value for image in images], ids)
     raise ValueError("unknown selection strategy %r; choose one of %s" % (strategy, STRATEGIES))
 
@@ -132,6 +143,35 @@ def labelled_category_ids(cfg) -> Sequence[int]:
     return [dataset_id for dataset_id, _ in sorted(mapping.items(), key=lambda item: item[1])]
 
 
+def apply_box_filter(cfg, reference, images: Sequence[ScoredImage]):
+    """The box filter of IMAGESCORE.SELECTION "box_filter" on the kept ``images``: their copies with
+    the failing pseudo boxes made ignore boxes, and what the pseudo-label file's info records of it.
+
+    The threshold is the IMAGESCORE.BOX.FILTER_QUANTILE of ``reference.truth_scores``, the labelled
+    set's ground-truth boxes scored against their classes' references (:func:`..modes.score_unlabelled`
+    adds them to the box references when SELECTION is "box_filter").
+    """
+    truth_scores = getattr(reference, "truth_scores", None)
+    if truth_scores is None:
+        raise ValueError(
+            "IMAGESCORE.SELECTION 'box_filter' needs box references that carry the labelled set's "
+            "ground-truth box scores: set IMAGESCORE.SCORE_MODE box"
+        )
+    quantile = cfg.IMAGESCORE.BOX.FILTER_QUANTILE
+    threshold = box_filter_threshold(truth_scores, quantile)
+    filtered = filter_boxes(images, threshold)
+    boxes = sum(len(image.boxes) for image in images)
+    kept = sum(len(image.boxes) for image in filtered)
+    return filtered, {
+        "quantile": quantile,
+        "threshold": threshold,
+        "labelled_boxes": len(truth_scores),
+        "pseudo_boxes": boxes,
+        "kept": kept,
+        "ignored": boxes - kept,
+    }
+
+
 def write_selection(
     cfg,
     reference,
@@ -147,6 +187,8 @@ def write_selection(
     file). The CSV's rank is always the ranking-value rank; its ``selected`` column marks what the strategy kept.
     Images that could not be read (``error`` set) are left out of the selection and listed in the CSV.
     In a set with kinds, the JSON's info and the result carry :func:`distractors_kept` as ``kinds_kept``.
+    With "box_filter" the JSON holds the filtered pseudo boxes (:func:`apply_box_filter`); the CSV
+    counts every scored one.
     """
     settings = cfg.IMAGESCORE
     unreadable = [image for image in images if image.error]
@@ -169,6 +211,9 @@ def write_selection(
     selected = np.zeros(len(images), dtype=bool)
     selected[selected_indices] = True
     kinds_kept = distractors_kept(images, selected_indices)
+    kept, box_filter = [images[i] for i in selected_indices], None
+    if settings.SELECTION == "box_filter":
+        kept, box_filter = apply_box_filter(cfg, reference, kept)
 
     info = {
         "description": "imagescore_det pseudo labels of the unlabelled images kept by IMAGESCORE.SELECTION",
@@ -179,7 +224,7 @@ def write_selection(
         "reference_file": os.path.abspath(paths["reference"]),
         "select_fraction": settings.SELECT_FRACTION,
         "selection_rule": "every scored image"
-        if settings.SELECTION == "all"
+        if settings.SELECTION in EVERY_IMAGE
         else "ceil(fraction x scored images) on the decimal fraction; ties by ascending image id",
         "num_scored": len(images),
         "num_selected": int(selected.sum()),
@@ -189,6 +234,7 @@ def write_selection(
             "aggregate": settings.BOX.AGGREGATE,
             "ranking": settings.BOX.RANKING,
         },
+        "box_filter": box_filter,
         "unreadable_images": [image.file_name for image in unreadable],
         "formula": settings.FORMULA,
         "grid": settings.GRID,
@@ -201,7 +247,7 @@ def write_selection(
         "date_created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
     payload = build_pseudo_label_json(
-        [images[i] for i in selected_indices],
+        kept,
         labelled_class_names(cfg),
         keep_empty=settings.KEEP_EMPTY,
         info=info,
@@ -240,6 +286,17 @@ def write_selection(
             ", ".join(
                 "%s %d" % item for item in kinds_kept.items() if item[0] != "distractors_kept"
             ),
+        )
+    if box_filter:
+        logger.info(
+            "Box filter: kept %d of %d pseudo boxes with a box score >= %.4g (quantile %g of the %d "
+            "labelled ground-truth boxes' scores); the other %d are ignore boxes",
+            box_filter["kept"],
+            box_filter["pseudo_boxes"],
+            box_filter["threshold"],
+            box_filter["quantile"],
+            box_filter["labelled_boxes"],
+            box_filter["ignored"],
         )
     return {
         "num_scored": len(images),

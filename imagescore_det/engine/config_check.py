@@ -16,7 +16,7 @@ require_detectron2()
 from ..data.synthetic import check_distractors  # noqa: E402
 from ..detection.modes import MODES, check_box_settings  # noqa: E402
 from ..detection.passes import score_batch_size, score_shard_size  # noqa: E402
-from ..detection.selection import selection_seed  # noqa: E402
+from ..detection.selection import EVERY_IMAGE, selection_seed  # noqa: E402
 from ..scoring import constants  # noqa: E402
 from .hooks import REGIMES  # noqa: E402
 from .trainer import pseudo_ims_per_batch  # noqa: E402
@@ -57,6 +57,12 @@ def check_imagescore_config(cfg, *, training: bool) -> None:
     )
     _within("IMAGESCORE.THRESHOLD_RATIO", s.THRESHOLD_RATIO, 0.0, 1.0, low_open=True)
     _within("IMAGESCORE.SELECT_FRACTION", s.SELECT_FRACTION, 0.0, 1.0)
+    _within("IMAGESCORE.BOX.FILTER_QUANTILE", s.BOX.FILTER_QUANTILE, 0.0, 1.0)
+    if s.SELECTION == "box_filter" and s.SCORE_MODE != "box":
+        raise ValueError(
+            "IMAGESCORE.SELECTION 'box_filter' filters pseudo boxes by their box score, but "
+            "IMAGESCORE.SCORE_MODE is %r: set it to 'box'" % s.SCORE_MODE
+        )
     _within("IMAGESCORE.PSEUDO_SCORE_THRESH", s.PSEUDO_SCORE_THRESH, 0.0, 1.0)
     _within(
         "IMAGESCORE.PSEUDO_TRAINING.IGNORE_SCORE_THRESH",
@@ -79,7 +85,7 @@ def check_imagescore_config(cfg, *, training: bool) -> None:
         if repeated:
             raise ValueError("IMAGESCORE.%s names %s more than once" % (key, ", ".join(repeated)))
     selects = not training or s.REGIME == "swap"
-    if selects and s.SELECTION != "all" and float(s.SELECT_FRACTION) == 0:
+    if selects and s.SELECTION not in EVERY_IMAGE and float(s.SELECT_FRACTION) == 0:
         raise ValueError(
             "IMAGESCORE.SELECT_FRACTION is 0 with IMAGESCORE.SELECTION %r: no image would be kept, and a swapping "
             "run would train as the labelled-only control; set a fraction in (0, 1], SELECTION 'all', or "

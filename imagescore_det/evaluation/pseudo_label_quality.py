@@ -15,7 +15,7 @@ import numpy as np
 from pycocotools import mask as mask_util
 
 from ..data.ground_truth import GroundTruth
-from ..detection.selection import STRATEGIES, distractors_kept, select_by_strategy
+from ..detection.selection import IMAGE_STRATEGIES, distractors_kept, select_by_strategy
 from ..structures import ScoredImage
 
 __all__ = [
@@ -107,7 +107,7 @@ def selection_quality(
     return {**quality, **distractors_kept(images, indices)}
 
 
-def pseudo_label_file_quality(payload: Mapping, truth: GroundTruth) -> Dict[str, float]:
+def pseudo_label_file_quality(payload: Mapping, truth: GroundTruth) -> Dict[str, object]:
     """Images, boxes, precision and recall of a pseudo-label file (:func:`..data.pseudo_labels.load_pseudo_labels`).
 
     Matching as in :func:`label_quality`; recall counts the ground-truth objects of the images in
@@ -128,21 +128,22 @@ def pseudo_label_file_quality(payload: Mapping, truth: GroundTruth) -> Dict[str,
             yield image["source_image_id"], xyxy, classes, [a["score"] for a in found]
 
     quality = label_quality(labelled(), truth)
-    return {
+    found = {
         "images": quality["images"],
         "boxes": quality["pseudo_labels"],
         "precision": quality["precision"],
         "recall": quality["recall"],
         **payload["info"].get("kinds_kept", {}),
     }
+    return found
 
 
 def compare_strategies(
     images: Sequence[ScoredImage], truth: GroundTruth, fraction: float, *, seed: int = 0
 ) -> List[Dict[str, object]]:
-    """One row per strategy: the same fraction of the same scored set, then "all" (no selection)."""
+    """One row per image strategy: the same fraction of the same scored set, then "all" (no selection)."""
     rows = []
-    for strategy in STRATEGIES:
+    for strategy in IMAGE_STRATEGIES:
         indices = select_by_strategy(images, strategy, fraction, seed=seed)
         rows.append({"strategy": strategy, **selection_quality(images, truth, indices)})
     return rows

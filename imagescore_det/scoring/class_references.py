@@ -26,12 +26,23 @@ class ClassReferences:
 
     Classes without a reference (no labelled example) are allowed; their rows score
     :attr:`lowest_score`, below anything a class with a reference can give, so they rank last.
+    ``truth_scores`` (float64 [B] or None) are the labelled set's own ground-truth boxes scored
+    against their classes' references, where a pass measured them: what the box filter calibrates
+    its threshold on. They travel in the saved file.
     """
 
     def __init__(
-        self, references: Mapping[int, Reference], class_names: Sequence[str], *, mode: str
+        self,
+        references: Mapping[int, Reference],
+        class_names: Sequence[str],
+        *,
+        mode: str,
+        truth_scores: Optional[torch.Tensor] = None,
     ):
         self.references = {int(c): ref for c, ref in sorted(references.items())}
+        self.truth_scores = (
+            None if truth_scores is None else torch.as_tensor(truth_scores, dtype=torch.float64)
+        )
         self.class_names = list(class_names)
         self.mode = str(mode)
         outside = [c for c in self.references if not 0 <= c < len(self.class_names)]
@@ -121,6 +132,7 @@ class ClassReferences:
                 c: {"metadata": ref.metadata, "mean": ref.mean}
                 for c, ref in self.references.items()
             },
+            "truth_scores": self.truth_scores,
         }
         with atomic_write(path, "wb") as f:
             torch.save(payload, f)
@@ -161,4 +173,9 @@ class ClassReferences:
             c: Reference(entry["mean"], entry["metadata"])
             for c, entry in payload["references"].items()
         }
-        return cls(references, payload["class_names"], mode=payload["mode"])
+        return cls(
+            references,
+            payload["class_names"],
+            mode=payload["mode"],
+            truth_scores=payload.get("truth_scores"),
+        )

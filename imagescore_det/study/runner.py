@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import List
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 
@@ -31,7 +31,7 @@ from ..config import build_config  # noqa: E402
 from ..data.ground_truth import ground_truth_of  # noqa: E402
 from ..data.pseudo_labels import load_pseudo_labels  # noqa: E402
 from ..data.registry import parse_dataset_entry  # noqa: E402
-from ..detection.selection import output_paths  # noqa: E402
+from ..detection.selection import EVERY_IMAGE, output_paths  # noqa: E402
 from ..engine import setup  # noqa: E402
 from ..engine.config_check import check_imagescore_config  # noqa: E402
 from ..engine.hooks import EVALUATIONS_FILE  # noqa: E402
@@ -45,6 +45,7 @@ from .summary import (  # noqa: E402
     drift_note,
     noise_note,
     plot_curves,
+    plot_selection_curve,
     summarize,
     write_runs,
     write_summary,
@@ -52,7 +53,11 @@ from .summary import (  # noqa: E402
 
 __all__ = [
     "ARMS",
+    "ARM_SETTINGS",
     "TEACHER",
+    "selects_fraction",
+    "arm_runs",
+    "run_name",
     "parse_study_args",
     "study_config",
     "data_seeds_of",
@@ -67,16 +72,52 @@ __all__ = [
 ARMS = {
     "control": None,
     "imagescore": "image_score",
+    "boxscore": "image_score",
+    "boxscore_x_confidence": "image_score",
+    "boxfilter": "box_filter",
     "confidence": "confidence",
     "random": "random",
     "all": "all",
     "oracle": None,
+}
+#: Arm -> its KEY VALUE settings beside the selection: the scoring mode it ranks or filters by.
+ARM_SETTINGS = {
+    "imagescore": ["IMAGESCORE.SCORE_MODE", "image"],
+    "boxscore": ["IMAGESCORE.SCORE_MODE", "box", "IMAGESCORE.BOX.RANKING", "score"],
+    "boxscore_x_confidence": [
+        "IMAGESCORE.SCORE_MODE",
+        "box",
+        "IMAGESCORE.BOX.RANKING",
+        "score_x_confidence",
+    ],
+    "boxfilter": ["IMAGESCORE.SCORE_MODE", "box"],
 }
 TEACHER = "teacher"
 TEACHER_CHECKPOINT = "teacher.pth"
 DONE = "done.json"
 #: Where the evaluator of a VOC-format test set puts its COCO-style AP50.
 COCO_STYLE_AP50 = COCO_STYLE_KEY + "/AP50"
+
+
+def selects_fraction(arm: str) -> bool:
+    """Whether the arm keeps IMAGESCORE.SELECT_FRACTION of the unlabelled set (not every image, nor none)."""
+    return ARMS.get(arm) not in (None,) + EVERY_IMAGE
+
+
+def arm_runs(arms: Sequence[str], fractions=None) -> List[Tuple[str, Optional[float]]]:
+    """(arm, fraction) of every run from a teacher: with ``fractions``, each arm that selects a
+    fraction at each of them; the other arms, and every arm without ``fractions``, once (None: the
+    config's SELECT_FRACTION)."""
+    return [
+        (arm, fraction)
+        for arm in arms
+        for fraction in (fractions if fractions and selects_fraction(arm) else [None])
+    ]
+
+
+def run_name(arm: str, fraction: Optional[float] = None) -> str:
+    """The run's folder name: the arm, with ``_f<fraction>`` for a run at one of --fractions."""
+    return arm if fraction is None else "%s_f%g" % (arm, fraction)
 
 
 def data_seeds_of(args) -> list:
@@ -120,6 +161,14 @@ def parse_study_args(argv=None, description: str = ""):
         help="IMAGESCORE.SYNTHETIC.SEED of each synthetic set to run the grid on (default: the config's)",
     )
     parser.add_argument(
+        "--fractions",
+        type=float,
+        nargs="+",
+        default=None,
+        help="run every arm that selects a fraction at each of these IMAGESCORE.SELECT_FRACTION values "
+        "(a selection curve, selection_curve.png); the other arms run once",
+    )
+    parser.add_argument(
         "--final-evals",
         type=int,
         default=DEFAULT_FINAL_EVALS,
@@ -149,6 +198,9 @@ def parse_study_args(argv=None, description: str = ""):
     args = parser.parse_args(argv)
     if min(args.jobs, args.threads, args.final_evals) < 1:
         parser.error("--jobs, --threads and --final-evals must be at least 1")
+    fractions = args.fractions or []
+    if any(not 0 < f <= 1 for f in fractions) or len(set(fractions)) != len(fractions):
+        parser.error("--fractions must be distinct values in (0, 1], got %s" % fractions)
     return args
 
 
@@ -191,8 +243,9 @@ def arm_eval_period(cfg) -> int:
     return period
 
 
-def run_opts(cfg, opts, seed: int, name: str, output_dir: str):
-    """The KEY VALUE list of one run: the shared opts, then what makes it this seed's teacher or arm."""
+def run_opts(cfg, opts, seed: int, name: str, output_dir: str, fraction: Optional[float] = None):
+    """The KEY VALUE list of one run: the shared opts, then what makes it this seed's teacher or arm
+    (at IMAGESCORE.SELECT_FRACTION ``fraction``, where given)."""
     own = ["SEED", str(seed), "OUTPUT_DIR", output_dir]
     never = ["IMAGESCORE.REGIME", "labelled_only"]
     if (
@@ -209,7 +262,9 @@ def run_opts(cfg, opts, seed: int, name: str, output_dir: str):
             repr(tuple(cfg.DATASETS.TRAIN) + tuple(cfg.IMAGESCORE.UNLABELLED_DATASETS)),
         ]
     elif ARMS.get(name):
-        own += ["IMAGESCORE.SELECTION", ARMS[name]]
+        own += ["IMAGESCORE.SELECTION", ARMS[name]] + ARM_SETTINGS.get(name, [])
+    if fraction is not None:
+        own += ["IMAGESCORE.SELECT_FRACTION", repr(float(fraction))]
     return list(opts) + own
 
 
@@ -256,8 +311,9 @@ class Study:
     """Runs teachers and arms as ``train_net`` subprocesses and collects their rows.
 
     One Study is one data seed's grid (``cfg`` set up with that IMAGESCORE.SYNTHETIC.SEED); its
-    runs go to ``args.output_dir/<subfolder>/seed<S>/<name>`` (``subfolder`` "" where the study has
-    one data seed: the layout of a study before data seeds). Each run's done.json records a
+    runs go to ``args.output_dir/<subfolder>/seed<S>/<run name>`` (``subfolder`` "" where the study
+    has one data seed: the layout of a study before data seeds; :func:`run_name`: the arm, with its
+    fraction where the run is at one of --fractions). Each run's done.json records a
     fingerprint of everything that shapes it (its config after overrides, arm, seed, data and, for
     an arm, its teacher's fingerprint): a finished run is reused only while that fingerprint holds,
     unless ``args.reuse_stale``; :attr:`stale` lists the runs reused that way.
@@ -271,30 +327,32 @@ class Study:
         self.truth = None  # the unlabelled set's ground truth: load_truth(), while it is registered
         self.stale: List[str] = []
 
-    def folder(self, seed: int, name: str) -> str:
-        return os.path.join(self.root, "seed%d" % seed, name)
+    def folder(self, seed: int, name: str, fraction: Optional[float] = None) -> str:
+        return os.path.join(self.root, "seed%d" % seed, run_name(name, fraction))
 
-    def label(self, seed: int, name: str) -> str:
-        """``[data<D>/]seed<S>/<name>``: the run's folder under --output-dir."""
-        return os.path.join(self.subfolder, "seed%d" % seed, name)
+    def label(self, seed: int, name: str, fraction: Optional[float] = None) -> str:
+        """``[data<D>/]seed<S>/<run name>``: the run's folder under --output-dir."""
+        return os.path.join(self.subfolder, "seed%d" % seed, run_name(name, fraction))
 
     def load_truth(self) -> None:
         """Read the unlabelled set's ground truth now, while this data seed's set is the one
         registered under its names (the next data seed's setup registers its own there)."""
         self.truth = ground_truth_of(self.cfg.IMAGESCORE.UNLABELLED_DATASETS)
 
-    def run_config(self, seed: int, name: str):
+    def run_config(self, seed: int, name: str, fraction: Optional[float] = None):
         """The config one run trains with, checked as train_net checks it (before any run starts)."""
-        opts = run_opts(self.cfg, self.opts, seed, name, self.folder(seed, name))
+        opts = run_opts(
+            self.cfg, self.opts, seed, name, self.folder(seed, name, fraction), fraction
+        )
         cfg = build_config(self.args.config_file, opts)
         try:
             check_imagescore_config(cfg, training=True)
         except ValueError as error:
-            raise ValueError("%s: %s" % (self.label(seed, name), error)) from error
+            raise ValueError("%s: %s" % (self.label(seed, name, fraction), error)) from error
         return cfg
 
-    def fingerprint(self, seed: int, name: str) -> str:
-        cfg = self.run_config(seed, name).clone()
+    def fingerprint(self, seed: int, name: str, fraction: Optional[float] = None) -> str:
+        cfg = self.run_config(seed, name, fraction).clone()
         cfg.defrost()
         cfg.OUTPUT_DIR = ""  # the same run wherever the study folder is
         shaped_by = {"config": cfg.dump(), "arm": name, "seed": seed, "data": data_fingerprint(cfg)}
@@ -302,18 +360,18 @@ class Study:
             shaped_by["teacher"] = self.fingerprint(seed, TEACHER)
         return hashlib.sha256(json.dumps(shaped_by, sort_keys=True).encode()).hexdigest()
 
-    def train(self, seed: int, name: str):
-        """Run (or reuse) one training; return its done.json record."""
-        folder = self.folder(seed, name)
+    def train(self, seed: int, name: str, fraction: Optional[float] = None):
+        """Run (or reuse) one training (at ``fraction``, where given); return its done.json record."""
+        folder = self.folder(seed, name, fraction)
         done = os.path.join(folder, DONE)
-        fingerprint = self.fingerprint(seed, name)
+        fingerprint = self.fingerprint(seed, name, fraction)
         if os.path.isfile(done):
             with open(done) as f:
                 record = json.load(f)
             if record.get("fingerprint") == fingerprint:
                 return record
             if self.args.reuse_stale:
-                self.stale.append(self.label(seed, name))
+                self.stale.append(self.label(seed, name, fraction))
                 return record
         shutil.rmtree(
             folder, ignore_errors=True
@@ -327,7 +385,7 @@ class Study:
             )
             Checkpointer(torch.nn.Module(), save_dir=folder).tag_last_checkpoint(TEACHER_CHECKPOINT)
             command.append("--resume")
-        command += run_opts(self.cfg, self.opts, seed, name, folder)
+        command += run_opts(self.cfg, self.opts, seed, name, folder, fraction)
         env = dict(
             os.environ,
             OMP_NUM_THREADS=str(self.args.threads),
@@ -340,7 +398,7 @@ class Study:
             log_file = os.path.join(folder, "stdout.log")
             raise RuntimeError(
                 "%s failed (exit %d): %s; see %s"
-                % (self.label(seed, name), code, last_error_line(log_file), log_file)
+                % (self.label(seed, name, fraction), code, last_error_line(log_file), log_file)
             )
         record = {
             "fingerprint": fingerprint,
@@ -359,11 +417,17 @@ class Study:
         if self.truth is None:
             self.load_truth()
         paths = output_paths(self.cfg, folder)
-        return pseudo_label_file_quality(load_pseudo_labels(paths["pseudo_labels"]), self.truth)
+        payload = load_pseudo_labels(paths["pseudo_labels"])
+        return pseudo_label_file_quality(payload, self.truth)
 
-    def rows(self, seed: int, arm: str, teacher, record):
-        """runs.csv rows of one arm: the teacher's evaluations up to the swap, then the arm's."""
+    def rows(self, seed: int, arm: str, teacher, record, fraction: Optional[float] = None):
+        """runs.csv rows of one arm: the teacher's evaluations up to the swap, then the arm's; the
+        fraction column holds the SELECT_FRACTION of an arm that selects one."""
         swap = self.cfg.IMAGESCORE.SWAP_ITER
+        if not selects_fraction(arm):
+            fraction = ""
+        elif fraction is None:
+            fraction = self.cfg.IMAGESCORE.SELECT_FRACTION
         stats = record.get("pseudo_labels", {})
         points = {int(k): (v, {}) for k, v in teacher["evaluations"].items() if int(k) <= swap}
         points.update(
@@ -373,6 +437,7 @@ class Study:
             dict(
                 extra,
                 arm=arm,
+                fraction=fraction,
                 data_seed=self.data_seed,
                 seed=seed,
                 iteration=it,
@@ -387,36 +452,39 @@ class Study:
 def run_study(args, command: str, train_net: str):
     """Train everything not yet done (``--jobs`` at a time) with the script ``train_net``
     (tools/train_net.py), for every data seed of ``args.data_seeds``, then write the tables (pooled
-    over the data seeds and per data seed) and the plot."""
+    over the data seeds and per data seed) and the plots (with ``args.fractions``, the selection
+    curve too)."""
     started = time.time()
     data_seeds = data_seeds_of(args)
     final_evals = getattr(args, "final_evals", DEFAULT_FINAL_EVALS)
+    fractions = getattr(args, "fractions", None)
+    runs = arm_runs(args.arms, fractions)
     studies = []
     for data_seed in data_seeds:  # each set generated here, before the runs read it in parallel
         cfg, opts = study_config(args, data_seed)
         subfolder = "data%d" % cfg.IMAGESCORE.SYNTHETIC.SEED if len(data_seeds) > 1 else ""
         study = Study(args, cfg, opts, train_net, subfolder)
         for seed in args.seeds:  # every run's settings checked before the first one trains
-            for name in [TEACHER] + list(args.arms):
-                study.run_config(seed, name)
+            for name, fraction in [(TEACHER, None)] + runs:
+                study.run_config(seed, name, fraction)
         if any(ARMS.get(arm) for arm in args.arms):
             study.load_truth()  # while this data seed's set is the registered one
         studies.append(study)
     cfg = studies[0].cfg  # the schedule is the same on every data seed
     os.makedirs(os.path.abspath(args.output_dir), exist_ok=True)
     progress = tqdm(
-        total=len(studies) * len(args.seeds) * (1 + len(args.arms)), desc="ssod study", unit="run"
+        total=len(studies) * len(args.seeds) * (1 + len(runs)), desc="ssod study", unit="run"
     )
 
-    def job(study, seed, name, teacher_future=None):
+    def job(study, seed, name, fraction=None, teacher_future=None):
         if teacher_future is not None:
             teacher_future.result()  # submitted earlier, so already running or done: no deadlock
-        record = study.train(seed, name)
+        record = study.train(seed, name, fraction)
         progress.update()
         progress.write(
             "%-24s done (%.0f s): AP50 %s"
             % (
-                study.label(seed, name),
+                study.label(seed, name, fraction),
                 record["seconds"],
                 ", ".join(
                     "%s: %.1f" % (k, v[0])
@@ -433,15 +501,19 @@ def run_study(args, command: str, train_net: str):
             for seed in args.seeds
         }
         arms = {
-            (k, seed, arm): pool.submit(job, study, seed, arm, teachers[(k, seed)])
+            (k, seed, arm, fraction): pool.submit(
+                job, study, seed, arm, fraction, teachers[(k, seed)]
+            )
             for k, study in enumerate(studies)
             for seed in args.seeds
-            for arm in args.arms
+            for arm, fraction in runs
         }
         rows = [
             row
-            for (k, seed, arm), future in arms.items()
-            for row in studies[k].rows(seed, arm, teachers[(k, seed)].result(), future.result())
+            for (k, seed, arm, fraction), future in arms.items()
+            for row in studies[k].rows(
+                seed, arm, teachers[(k, seed)].result(), future.result(), fraction
+            )
         ]
     progress.close()
     root = os.path.abspath(args.output_dir)
@@ -493,10 +565,16 @@ def run_study(args, command: str, train_net: str):
         title="AP50 against iteration (%d data seed(s) x %d seeds)"
         % (len(studies), len(args.seeds)),
     )
-    print(
-        "Wrote runs.csv, summary.csv, summary.md and ap50_curves.png to %s (%.0f s)"
-        % (root, time.time() - started)
-    )
+    written = ["runs.csv", "summary.csv", "summary.md", "ap50_curves.png"]
+    if fractions:
+        plot_selection_curve(
+            summary,
+            os.path.join(root, "selection_curve.png"),
+            title="Final AP50 against SELECT_FRACTION (%d data seed(s) x %d seeds)"
+            % (len(studies), len(args.seeds)),
+        )
+        written.append("selection_curve.png")
+    print("Wrote %s to %s (%.0f s)" % (", ".join(written), root, time.time() - started))
     with open(os.path.join(root, "summary.md")) as f:
         print(f.read())
     print(detectable)

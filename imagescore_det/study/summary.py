@@ -1,9 +1,12 @@
 """The arithmetic of the side-by-side study (tools/ssod_study.py): runs.csv in, summary and plot out.
 
 runs.csv holds one row per (arm, data seed, training seed, evaluated iteration):
-``arm,data_seed,seed,iteration,ap50,ap`` and the arm's pseudo-label statistics. A *run* is one
-(arm, data seed, training seed); a runs.csv written before data seeds existed has no ``data_seed``
-column and reads as one data seed, the empty value.
+``arm,data_seed,seed,iteration,ap50,ap`` and the arm's pseudo-label statistics (``distractors_kept``: the
+share of the images its selection kept that are distractors, where the set has kinds), and ``fraction``, the
+IMAGESCORE.SELECT_FRACTION of an arm that selects a fraction (empty for the others). A *run* is one
+(arm, fraction, data seed, training seed); an *arm label* is the arm, ``arm@fraction`` where it has
+a fraction (:func:`arm_label`). A runs.csv written before data seeds existed has no ``data_seed``
+column and reads as one data seed, the empty value; one without ``fraction``, as no fractions.
 
 **A run's final figure** is the mean AP50 of its last ``final_evals`` (K, default 3) evaluations
 after the swap (fewer where it has fewer; its last evaluation where it has none after the swap);
@@ -11,9 +14,9 @@ its last evaluation's AP50 is kept beside it (``ap50_last_mean``). Where the swa
 given, a run's first evaluation is taken as the swap: the study writes each arm's rows from its
 teacher's one evaluation, at the swap.
 
-The summary compares each arm's final figures with the ``control`` arm's on the same
-(data seed, training seed) pairs, in one **pooled** row per arm (every pair of every data seed) and,
-where there are two or more data seeds, one row per arm and data seed:
+The summary compares each arm label's final figures with the ``control`` arm's on the same
+(data seed, training seed) pairs, in one **pooled** row per arm label (every pair of every data
+seed) and, where there are two or more data seeds, one row per arm label and data seed:
 
 - ``delta_vs_control``: the mean over the pairs of (arm - control), a paired difference;
 - ``p_value``: one-sided paired t-test of "the arm beats control" (``scipy.stats.ttest_1samp`` of
@@ -23,11 +26,17 @@ where there are two or more data seeds, one row per arm and data seed:
   assumes roughly normal per-pair differences;
 - ``ci95_half_width``: the half-width of the 95 % t-interval of that mean difference
   (``t(0.975, n - 1) * sd / sqrt(n)``): differences much smaller than it cannot be told from noise;
+- ``delta_vs_random`` and ``p_vs_random``, ``delta_vs_all`` and ``p_vs_all``: the same paired mean
+  difference and one-sided test against the ``random`` arm at the row's fraction and against
+  ``all`` (a row without a fraction is compared with random's only fraction, where it ran at one);
+  empty where there is no such run;
 - ``gap_closed``: ``delta_vs_control / (oracle - control)``, the oracle's own paired delta on the
   same data seeds, where an ``oracle`` arm ran; empty otherwise;
 - ``neighbour_sd``: the mean over the row's runs of :func:`neighbour_sd`, the sd of AP50 over one
   run's evaluations after the swap (neighbouring checkpoints; control's sits on a plateau, so its
-  sd is the evaluation's own noise).
+  sd is the evaluation's own noise);
+- ``distractors_kept``: the mean over the row's runs of the share of a run's kept images that are
+  distractors; empty where the set has no kinds or the arm keeps nothing.
 
 No Detectron2 here: the tool writes runs.csv, this module reads it (and so does its test).
 """
@@ -48,6 +57,8 @@ __all__ = [
     "read_runs",
     "write_runs",
     "run_key",
+    "arm_label",
+    "distractor_shares",
     "final_ap50",
     "neighbour_sd",
     "summarize",
@@ -57,6 +68,7 @@ __all__ = [
     "detectable_note",
     "write_summary",
     "plot_curves",
+    "plot_selection_curve",
 ]
 
 RUN_COLUMNS = [
@@ -71,9 +83,12 @@ RUN_COLUMNS = [
     "boxes",
     "precision",
     "recall",
+    "distractors_kept",
+    "fraction",
 ]
 SUMMARY_COLUMNS = [
     "arm",
+    "fraction",
     "data_seed",
     "seeds",
     "iteration",
@@ -84,8 +99,13 @@ SUMMARY_COLUMNS = [
     "delta_vs_control",
     "p_value",
     "ci95_half_width",
+    "delta_vs_random",
+    "p_vs_random",
+    "delta_vs_all",
+    "p_vs_all",
     "gap_closed",
     "neighbour_sd",
+    "distractors_kept",
 ]
 #: ``data_seed`` of a summary row that pools every data seed.
 POOLED = "pooled"
@@ -103,9 +123,24 @@ def _data_seed(value) -> object:
     return int(value)
 
 
+def _fraction(value) -> object:
+    """runs.csv's fraction cell: a float, or "" where it is empty or the column is missing."""
+    if value is None or str(value).strip() == "":
+        return ""
+    return float(value)
+
+
+def _number(value) -> float:
+    """A statistic's cell as a float; NaN where it is empty or missing."""
+    if value is None or str(value).strip() == "":
+        return float("nan")
+    return float(value)
+
+
 def read_runs(path: str) -> List[Dict[str, object]]:
     """runs.csv as dicts: data_seed, seed and iteration as int (data_seed "" where the file has no
-    such column or the cell is empty), AP values as float; refuses missing columns."""
+    such column or the cell is empty), AP values and fraction as float (fraction "" likewise);
+    refuses missing columns."""
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         missing = [
@@ -126,6 +161,7 @@ def read_runs(path: str) -> List[Dict[str, object]]:
                         iteration=int(row["iteration"]),
                         ap50=float(row["ap50"]),
                         ap=float(row["ap"]),
+                        fraction=_fraction(row.get("fraction")),
                     )
                 )
             except ValueError as error:
@@ -145,11 +181,21 @@ def run_key(row: Mapping[str, object]) -> RunKey:
     return (row.get("data_seed", ""), row["seed"])
 
 
+def arm_label(arm: str, fraction="") -> str:
+    """``arm``, or ``arm@fraction`` for an arm run at a selection fraction."""
+    fraction = _fraction(fraction)
+    return arm if fraction == "" else "%s@%g" % (arm, fraction)
+
+
+def _label_of(row: Mapping[str, object]) -> str:
+    return arm_label(row["arm"], row.get("fraction", ""))
+
+
 def _runs(rows: Sequence[Mapping[str, object]]) -> Dict[str, Dict[RunKey, List[Mapping]]]:
-    """``{arm: {run key: its rows by iteration}}``, arms and runs in the order they first appear."""
+    """``{arm label: {run key: its rows by iteration}}``, labels and runs in the order they first appear."""
     runs: Dict[str, Dict[RunKey, List[Mapping]]] = {}
     for row in rows:
-        runs.setdefault(row["arm"], {}).setdefault(run_key(row), []).append(row)
+        runs.setdefault(_label_of(row), {}).setdefault(run_key(row), []).append(row)
     for by_run in runs.values():
         for key in by_run:
             by_run[key] = sorted(by_run[key], key=lambda r: r["iteration"])
@@ -167,7 +213,7 @@ def final_ap50(
     swap_iter: Optional[int] = None,
     final_evals: int = DEFAULT_FINAL_EVALS,
 ) -> Dict[str, Dict[RunKey, Dict[str, float]]]:
-    """``{arm: {(data seed, seed): final figures}}``: ``ap50`` and ``ap``, the means over the run's last
+    """``{arm label: {(data seed, seed): final figures}}``: ``ap50`` and ``ap``, the means over the run's last
     ``final_evals`` evaluations after ``swap_iter`` (its last evaluation alone where none is after
     it); ``ap50_last``, its last evaluation's AP50; ``iteration``, that evaluation's; ``evals``, how
     many evaluations the means took."""
@@ -190,7 +236,7 @@ def final_ap50(
 def neighbour_sd(
     rows: Sequence[Mapping[str, object]], swap_iter: Optional[int] = None
 ) -> Dict[Tuple[str, object, int], float]:
-    """``{(arm, data seed, seed): sd (ddof 1) of the run's AP50 over its evaluations after the swap}``:
+    """``{(arm label, data seed, seed): sd (ddof 1) of the run's AP50 over its evaluations after the swap}``:
     how much one evaluation moves between neighbouring checkpoints of one run. On the control, at a
     plateau, that is the evaluation's own noise. NaN for a run with fewer than two such evaluations."""
     found = {}
@@ -201,6 +247,21 @@ def neighbour_sd(
                 float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
             )
     return found
+
+
+def distractor_shares(rows: Sequence[Mapping[str, object]]) -> Dict[str, Dict[RunKey, float]]:
+    """``{arm label: {run key: share of its kept images that are distractors}}`` of the runs whose rows
+    record it (its selection's count, :func:`..detection.selection.distractors_kept`; a run's
+    statistics sit on its rows after the swap)."""
+    shares: Dict[str, Dict[RunKey, float]] = {}
+    for label, by_run in _runs(rows).items():
+        for key, points in by_run.items():
+            for row in points:
+                share = _number(row.get("distractors_kept"))
+                if not math.isnan(share):
+                    shares.setdefault(label, {})[key] = share
+                    break
+    return shares
 
 
 def _paired(final, arm: str, reference: str, keys=None) -> np.ndarray:
@@ -246,11 +307,24 @@ def summarize(
     swap_iter: Optional[int] = None,
     final_evals: int = DEFAULT_FINAL_EVALS,
 ) -> List[Dict[str, object]]:
-    """Summary rows: one pooled row per arm (``data_seed`` :data:`POOLED`), in the order the arms first
-    appear in ``rows``; then, where ``rows`` hold two or more data seeds, one row per data seed and
-    arm. NaN where undefined (see the module's docstring for the columns)."""
+    """Summary rows: one pooled row per arm label (``data_seed`` :data:`POOLED`), in the order the
+    labels first appear in ``rows``; then, where ``rows`` hold two or more data seeds, one row per
+    data seed and arm label. NaN where undefined (see the module's docstring for the columns)."""
     final = final_ap50(rows, swap_iter, final_evals)
     noise = neighbour_sd(rows, swap_iter)
+    shares = distractor_shares(rows)
+    arms = {_label_of(row): (row["arm"], _fraction(row.get("fraction", ""))) for row in rows}
+
+    def reference_of(arm: str, fraction) -> str:
+        """The label of ``arm`` a row at ``fraction`` is compared with: ``arm`` at that fraction,
+        else without one, else at its only fraction (a row without one against a study of one
+        fraction); ``arm`` itself (no runs: NaN) where none of these ran."""
+        ran = [label for label, (name, _) in arms.items() if name == arm]
+        for label in (arm_label(arm, fraction), arm):
+            if label in ran:
+                return label
+        return ran[0] if len(ran) == 1 and fraction == "" else arm
+
     data_seeds = list(dict.fromkeys(run_key(row)[0] for row in rows))
     groups = [(POOLED, None)] + (
         [(data_seed, data_seed) for data_seed in data_seeds] if len(data_seeds) > 1 else []
@@ -261,19 +335,30 @@ def summarize(
         def keys_of(arm):
             return [k for k in final.get(arm, {}) if data_seed is None or k[0] == data_seed]
 
+        def versus(subject, reference, keys):
+            """(paired differences, their mean, one-sided p) of ``subject`` against ``reference``."""
+            differences = _paired(final, subject, reference, keys)
+            delta = float(np.mean(differences)) if len(differences) else float("nan")
+            p = float("nan") if subject == reference else _one_sided_paired_t(differences)
+            return differences, delta, p
+
         gaps = _paired(final, oracle, control, set(keys_of(oracle)))
         oracle_gap = float(np.mean(gaps)) if len(gaps) else float("nan")
-        for arm in final:
-            keys = keys_of(arm)
+        for name in final:
+            keys = keys_of(name)
             if not keys:
                 continue
-            runs = [final[arm][k] for k in keys]
+            arm, fraction = arms[name]
+            runs = [final[name][k] for k in keys]
             values = np.array([run["ap50"] for run in runs], dtype=np.float64)
-            differences = _paired(final, arm, control, set(keys))
-            delta = float(np.mean(differences)) if len(differences) else float("nan")
+            own_control = reference_of(control, fraction)
+            differences, delta, p = versus(name, own_control, set(keys))
+            _, delta_random, p_random = versus(name, reference_of("random", fraction), set(keys))
+            _, delta_all, p_all = versus(name, reference_of("all", fraction), set(keys))
             summary.append(
                 {
                     "arm": arm,
+                    "fraction": fraction,
                     "data_seed": label,
                     "seeds": len(values),
                     "iteration": max(run["iteration"] for run in runs),
@@ -282,14 +367,21 @@ def summarize(
                     "ap50_last_mean": float(np.mean([run["ap50_last"] for run in runs])),
                     "ap_mean": float(np.mean([run["ap"] for run in runs])),
                     "delta_vs_control": delta,
-                    "p_value": float("nan") if arm == control else _one_sided_paired_t(differences),
+                    "p_value": p,
                     "ci95_half_width": float("nan")
-                    if arm == control
+                    if name == own_control
                     else _ci95_half_width(differences),
+                    "delta_vs_random": delta_random,
+                    "p_vs_random": p_random,
+                    "delta_vs_all": delta_all,
+                    "p_vs_all": p_all,
                     "gap_closed": delta / oracle_gap
                     if oracle_gap and not math.isnan(oracle_gap)
                     else float("nan"),
-                    "neighbour_sd": _finite_mean([noise[(arm,) + k] for k in keys]),
+                    "neighbour_sd": _finite_mean([noise[(name,) + k] for k in keys]),
+                    "distractors_kept": _finite_mean(
+                        [shares[name][k] for k in keys if k in shares.get(name, {})]
+                    ),
                 }
             )
     return summary
@@ -358,18 +450,17 @@ def noise_note(
 
 def detectable_note(summary: Sequence[Mapping[str, object]], control: str = "control") -> str:
     """'This study can detect differences of about ±X AP50 ...': X the largest pooled 95 % half-width
-    of the arms beside control (the oracle left out where other arms ran)."""
+    of the arms beside control (the oracle left out where other arms ran), per arm label."""
+    pooled = [row for row in summary if row["data_seed"] == POOLED]
     widths = {
-        row["arm"]: row["ci95_half_width"]
-        for row in summary
-        if row["data_seed"] == POOLED
-        and row["arm"] != control
-        and not math.isnan(row["ci95_half_width"])
+        arm_label(row["arm"], row.get("fraction", "")): row["ci95_half_width"]
+        for row in pooled
+        if row["arm"] != control and not math.isnan(row["ci95_half_width"])
     }
     if not widths:
         return "This study has no arm with two or more pairs with control: no interval of the difference."
     headline = [v for arm, v in widths.items() if arm != "oracle"] or list(widths.values())
-    pairs = {row["arm"]: row["seeds"] for row in summary if row["data_seed"] == POOLED}
+    pairs = {arm_label(row["arm"], row.get("fraction", "")): row["seeds"] for row in pooled}
     return (
         "This study can detect differences of about ±%.2f AP50 (the half-width of the 95 %% "
         "t-interval of the mean paired difference from control, pooled over the (data seed, "
@@ -412,11 +503,14 @@ def write_summary(
         "%d evaluation(s) after the swap (fewer where it has fewer); ap50_last_mean is the mean of the runs' last "
         "evaluation alone (iteration)." % final_evals,
         "data_seed 'pooled' rows pair every (data seed, training seed) run with control's; the other rows, one data "
-        "seed's. seeds counts the row's runs; sd over them (ddof 1). delta_vs_control is the mean paired difference "
+        "seed's. fraction is the IMAGESCORE.SELECT_FRACTION of an arm that selects one (empty for the others). "
+        "seeds counts the row's runs; sd over them (ddof 1). delta_vs_control is the mean paired difference "
         "from control; p_value is a one-sided paired t-test that the arm beats control (empty when undefined); "
-        "ci95_half_width is the half-width of the 95 % t-interval of delta_vs_control; gap_closed = "
-        "delta_vs_control / (oracle - control); neighbour_sd is the mean over the runs of the sd of AP50 over a "
-        "run's evaluations after the swap.",
+        "ci95_half_width is the half-width of the 95 % t-interval of delta_vs_control; delta_vs_random / p_vs_random "
+        "and delta_vs_all / p_vs_all are the same paired difference and test against random at the row's fraction "
+        "and against all; gap_closed = delta_vs_control / (oracle - control); neighbour_sd is the mean over the runs "
+        "of the sd of AP50 over a run's evaluations after the swap; distractors_kept is the mean over the runs of "
+        "the share of the kept images that are distractors (empty where the set has no kinds).",
         *notes,
     ]
     with atomic_write(md_path) as f:
@@ -426,17 +520,17 @@ def write_summary(
 def plot_curves(
     rows: Sequence[Mapping[str, object]], path: str, *, swap_iter: int = 0, title: str = ""
 ) -> None:
-    """PNG of AP50 against iteration, one line per arm (mean over its runs at each iteration)."""
+    """PNG of AP50 against iteration, one line per arm label (mean over its runs at each iteration)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    for arm in dict.fromkeys(row["arm"] for row in rows):
+    for arm in dict.fromkeys(_label_of(row) for row in rows):
         points: Dict[int, List[float]] = {}
         for row in rows:
-            if row["arm"] == arm:
+            if _label_of(row) == arm:
                 points.setdefault(row["iteration"], []).append(row["ap50"])
         iterations = sorted(points)
         axes.plot(
@@ -451,6 +545,48 @@ def plot_curves(
     axes.set_xlabel("iteration")
     axes.set_ylabel("AP50 (mean over runs)")
     axes.set_title(title or "AP50 against iteration")
+    axes.legend()
+    figure.tight_layout()
+    with atomic_write(path, "wb") as f:
+        figure.savefig(f, format="png", dpi=100)
+    plt.close(figure)
+
+
+def plot_selection_curve(
+    summary: Sequence[Mapping[str, object]],
+    path: str,
+    *,
+    flat: Sequence[str] = ("control", "all", "boxfilter"),
+    title: str = "",
+) -> None:
+    """PNG of the pooled final AP50 against the selection fraction: one line per arm run at
+    fractions; the arms of ``flat`` that ran without one as horizontal lines (the oracle, far above,
+    is left out so that the arms' differences stay visible)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pooled = [row for row in summary if row["data_seed"] == POOLED]
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for arm in dict.fromkeys(row["arm"] for row in pooled if row["fraction"] != ""):
+        points = sorted(
+            (row["fraction"], row["ap50_mean"])
+            for row in pooled
+            if row["arm"] == arm and row["fraction"] != ""
+        )
+        axes.plot(*zip(*points), marker="o", label=arm)
+    for number, row in enumerate(r for r in pooled if r["fraction"] == "" and r["arm"] in flat):
+        axes.axhline(
+            row["ap50_mean"],
+            color="C%d" % (7 + number % 3),
+            linestyle="--",
+            linewidth=1,
+            label="%s (no fraction)" % row["arm"],
+        )
+    axes.set_xlabel("IMAGESCORE.SELECT_FRACTION")
+    axes.set_ylabel("final AP50 (mean over runs)")
+    axes.set_title(title or "Final AP50 against the selection fraction")
     axes.legend()
     figure.tight_layout()
     with atomic_write(path, "wb") as f:
