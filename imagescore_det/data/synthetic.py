@@ -18,8 +18,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -28,6 +26,8 @@ from typing import Dict, List, Tuple
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
+
+from ..utils.io import atomic_folder
 
 logger = logging.getLogger(__name__)
 
@@ -340,20 +340,6 @@ def _write_dataset(root: str, settings: Dict[str, int]) -> None:
         json.dump(manifest, f, indent=2, sort_keys=True)
 
 
-def _move_into_place(built: str, out_dir: str) -> None:
-    """Rename the finished folder onto ``out_dir``; an existing one is moved aside first, then removed."""
-    aside = built + ".old"
-    if os.path.lexists(out_dir):
-        os.rename(out_dir, aside)
-    try:
-        os.rename(built, out_dir)
-    except BaseException:
-        if os.path.lexists(aside):
-            os.rename(aside, out_dir)
-        raise
-    shutil.rmtree(aside, ignore_errors=True)
-
-
 def generate_synthetic_voc(
     out_dir: str,
     *,
@@ -377,16 +363,8 @@ def generate_synthetic_voc(
         raise ValueError(
             f"out_dir {out_dir} exists and is not empty; pass overwrite=True (--overwrite) to replace it"
         )
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    built = tempfile.mkdtemp(dir=parent, prefix=f".tmp-{os.path.basename(out_dir)}-")
-    try:
-        os.chmod(built, 0o755)  # mkdtemp's private 0700 would otherwise become the dataset's mode
+    with atomic_folder(out_dir) as built:
         _write_dataset(built, settings)
-        _move_into_place(built, out_dir)
-    except BaseException:
-        shutil.rmtree(built, ignore_errors=True)
-        raise
     return synthetic_voc_splits(out_dir)
 
 

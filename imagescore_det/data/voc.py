@@ -28,6 +28,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from detectron2.data.datasets import register_pascal_voc  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 
+from ..utils.paths import datasets_root  # noqa: E402
 from .synthetic import SYNTHETIC_CLASSES, ensure_synthetic_voc  # noqa: E402
 
 __all__ = [
@@ -52,11 +53,6 @@ SYNTHETIC_DATASETS = {
 #: The IMAGESCORE.SYNTHETIC defaults (the first demo's set); only this combination keeps the plain
 #: folder name ``synthetic_voc``, so sets generated before the sizes became config stay usable.
 DEFAULT_SYNTHETIC_SIZES = {"num_labelled": 240, "num_unlabelled": 360, "num_test": 120, "seed": 0}
-
-
-def datasets_root() -> str:
-    """Detectron2's dataset root, read the way its builtin registration reads it."""
-    return os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
 
 
 def synthetic_sizes(cfg) -> dict:
