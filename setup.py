@@ -26,6 +26,7 @@ setup(
         "pillow",
         "scikit-learn",
         "scipy",
+        "tifffile",  # the nuclei sets' TIFF stacks (tools/prepare_nuclei.py)
     ],
     extras_require={"test": ["pytest", "scikit-image", "ruff==0.17.6"]},
 )
