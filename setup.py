@@ -28,6 +28,7 @@ setup(
         "scipy",
         "scikit-image",  # the synthetic set's "photos" distractors crop its bundled photos
         "opencv-python-headless",  # Detectron2's Visualizer (the selection gallery) imports cv2
+        "tifffile",  # the nuclei sets' TIFF stacks (tools/prepare_nuclei.py)
     ],
     extras_require={"test": ["pytest", "ruff==0.17.6"]},
 )

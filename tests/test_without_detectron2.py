@@ -59,6 +59,7 @@ def test_pure_detection_and_study_parts_import_and_work():
         "imagescore_det.structures",
         "imagescore_det.study.summary",
         "imagescore_det.evaluation.noise",
+        "imagescore_det.data.nuclei",
     ],
 )
 def test_pure_module_imports_without_detectron2(module):

@@ -26,10 +26,15 @@ the others once) and plots selection_curve.png. Writes runs.csv, summary.csv and
 vs control, random and all with one-sided paired t-tests, 95 % interval half-width, gap closed,
 share of distractors kept), ap50_curves.png and a folder per run ([data<D>/]seed<S>/<arm>). A
 finished run is reused while its fingerprint (config after overrides, arm, seed, data) holds; a
-changed setting trains it again. Example::
+changed setting trains it again. Any config whose
+unlabelled and test sets have ground truth works, e.g. configs/nuclei_ssl.yaml (COCO-format sets from
+tools/prepare_nuclei.py); AP50 and AP are the test set's evaluator's (COCO or Pascal VOC), which
+summary.md names. Examples::
 
     python tools/ssod_study.py --config-file configs/demo_ssl.yaml --seeds 0 1 2 \\
         --arms control imagescore confidence random all oracle --data-seeds 1 2 3 --output-dir output/confirm
+    python tools/ssod_study.py --config-file configs/nuclei_ssl.yaml --arms control imagescore random oracle \\
+        --output-dir output/nuclei_study
 """
 
 import os

@@ -41,11 +41,14 @@ def ground_truth_from_dicts(
 
     ``difficult``: each value gets a third array, the annotations' ``difficult`` flags (bool [G];
     False where an annotation has none). Detectron2's VOC loader drops them: :func:`add_voc_difficult`
-    puts them back from the VOC annotation files.
+    puts them back from the VOC annotation files. A COCO crowd region (``iscrowd`` 1) is no object:
+    it is left out, or with ``difficult`` kept as difficult (both protocols ignore detections on it).
     """
     truth = {}
     for record in dataset_dicts:
-        annotations = record.get("annotations", [])
+        annotations = [
+            a for a in record.get("annotations", []) if difficult or not a.get("iscrowd", 0)
+        ]
         boxes = [
             BoxMode.convert(list(a["bbox"]), a["bbox_mode"], BoxMode.XYXY_ABS) for a in annotations
         ]
@@ -54,7 +57,7 @@ def ground_truth_from_dicts(
             np.asarray([a["category_id"] for a in annotations], dtype=np.int64),
         )
         if difficult:
-            flags = [bool(int(a.get("difficult", 0))) for a in annotations]
+            flags = [bool(int(a.get("difficult", 0)) or a.get("iscrowd", 0)) for a in annotations]
             truth[record["image_id"]] += (np.asarray(flags, dtype=bool),)
     return truth
 

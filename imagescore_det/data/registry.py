@@ -9,7 +9,9 @@ One string per dataset, in one of three forms::
 
 The tools call :func:`register_config_datasets` before they touch any dataset; since the list lives in
 the config (and in the ``config.yaml`` a run writes), a resumed run and ``tools/score_voc.py`` see the
-same sets. Relative paths resolve against the working directory. Registration parses every entry
+same sets. Relative paths resolve against the working directory; a path that starts with
+``$DETECTRON2_DATASETS`` starts in Detectron2's dataset root (default ``datasets``), as read at
+registration, so that a config names data that a tool wrote there (e.g. configs/nuclei_ssl.yaml). Registration parses every entry
 first (a malformed one registers nothing), reads a COCO file's categories, and checks that the
 labelled, training and test sets share one class list. Loading stays lazy, as in Detectron2; the
 loaders check what Detectron2's own would report without a file name (a class outside the list, an
@@ -33,6 +35,7 @@ from detectron2.data.datasets.pascal_voc import CLASS_NAMES as VOC_CLASSES  # no
 from detectron2.data.datasets.pascal_voc import load_voc_instances  # noqa: E402
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN  # noqa: E402
 
+from ..utils.paths import datasets_root  # noqa: E402
 from .folder import load_image_folder  # noqa: E402
 
 __all__ = [
@@ -61,6 +64,8 @@ ROLE_KEYS = {
 }
 #: Keys a COCO-format detection file must have.
 COCO_KEYS = ("images", "annotations", "categories")
+#: How an entry's path names Detectron2's dataset root.
+DATASETS_ROOT_VARIABLES = ("$DETECTRON2_DATASETS", "${DETECTRON2_DATASETS}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +77,14 @@ class DatasetEntry:
     paths: Tuple[str, ...]  # coco: (json, image dir); voc: (dir,); folder: (dir,)
     split: str = ""
     class_names: Tuple[str, ...] = ()
+
+
+def resolve_path(field: str) -> str:
+    """The absolute path of one entry field, a leading ``$DETECTRON2_DATASETS`` replaced by the dataset root."""
+    for variable in DATASETS_ROOT_VARIABLES:
+        if field == variable or field.startswith(variable + "/"):
+            field = datasets_root() + field[len(variable) :]
+    return os.path.abspath(field)
 
 
 def parse_dataset_entry(entry: str) -> DatasetEntry:
@@ -93,16 +106,16 @@ def parse_dataset_entry(entry: str) -> DatasetEntry:
     if any(not field for field in fields):
         fail("a field is empty")
     if kind == "coco" and len(fields) == 2:
-        return DatasetEntry(name, kind, tuple(os.path.abspath(field) for field in fields))
+        return DatasetEntry(name, kind, tuple(resolve_path(field) for field in fields))
     if kind == "voc" and len(fields) in (2, 3):
         classes = tuple(fields[2].split(",")) if len(fields) == 3 else tuple(VOC_CLASSES)
         if any(not c for c in classes) or len(set(classes)) != len(classes):
             fail("the class list has an empty or repeated name")
         return DatasetEntry(
-            name, kind, (os.path.abspath(fields[0]),), split=fields[1], class_names=classes
+            name, kind, (resolve_path(fields[0]),), split=fields[1], class_names=classes
         )
     if kind == "folder" and len(fields) == 1:
-        return DatasetEntry(name, kind, (os.path.abspath(fields[0]),))
+        return DatasetEntry(name, kind, (resolve_path(fields[0]),))
     if kind not in ("coco", "voc", "folder"):
         fail("unknown kind %r" % kind)
     fail("wrong number of ':'-separated fields for kind %r" % kind)

@@ -27,8 +27,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -37,6 +35,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 from tqdm import tqdm
+
+from ..utils.io import atomic_folder
 
 logger = logging.getLogger(__name__)
 
@@ -613,20 +613,6 @@ def _write_dataset(root: str, settings: Dict[str, object]) -> None:
         json.dump(manifest, f, indent=2, sort_keys=True)
 
 
-def _move_into_place(built: str, out_dir: str) -> None:
-    """Rename the finished folder onto ``out_dir``; an existing one is moved aside first, then removed."""
-    aside = built + ".old"
-    if os.path.lexists(out_dir):
-        os.rename(out_dir, aside)
-    try:
-        os.rename(built, out_dir)
-    except BaseException:
-        if os.path.lexists(aside):
-            os.rename(aside, out_dir)
-        raise
-    shutil.rmtree(aside, ignore_errors=True)
-
-
 def generate_synthetic_voc(
     out_dir: str,
     *,
@@ -657,16 +643,8 @@ def generate_synthetic_voc(
         raise ValueError(
             f"out_dir {out_dir} exists and is not empty; pass overwrite=True (--overwrite) to replace it"
         )
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    built = tempfile.mkdtemp(dir=parent, prefix=f".tmp-{os.path.basename(out_dir)}-")
-    try:
-        os.chmod(built, 0o755)  # mkdtemp's private 0700 would otherwise become the dataset's mode
+    with atomic_folder(out_dir) as built:
         _write_dataset(built, settings)
-        _move_into_place(built, out_dir)
-    except BaseException:
-        shutil.rmtree(built, ignore_errors=True)
-        raise
     return synthetic_voc_splits(out_dir)
 
 

@@ -31,6 +31,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from detectron2.data.datasets.pascal_voc import load_voc_instances  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 
+from ..utils.paths import datasets_root  # noqa: E402
 from .synthetic import (  # noqa: E402
     DISTRACTOR_KINDS,
     SYNTHETIC_CLASSES,
@@ -70,11 +71,6 @@ DEFAULT_SYNTHETIC_SIZES = {
 }
 #: The keys of the counts and seed, which name a set's folder as before distractors existed.
 COUNT_KEYS = ("num_labelled", "num_unlabelled", "num_test", "seed")
-
-
-def datasets_root() -> str:
-    """Detectron2's dataset root, read the way its builtin registration reads it."""
-    return os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
 
 
 def synthetic_sizes(cfg) -> dict:

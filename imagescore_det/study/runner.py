@@ -24,6 +24,7 @@ from imagescore_det.utils.detectron2_import import require_detectron2
 
 require_detectron2()
 
+from detectron2.data import MetadataCatalog  # noqa: E402
 from fvcore.common.checkpoint import Checkpointer  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
@@ -31,6 +32,7 @@ from ..config import build_config  # noqa: E402
 from ..data.ground_truth import ground_truth_of  # noqa: E402
 from ..data.pseudo_labels import load_pseudo_labels  # noqa: E402
 from ..data.registry import parse_dataset_entry  # noqa: E402
+from ..data.voc import SYNTHETIC_DATASETS  # noqa: E402
 from ..detection.selection import EVERY_IMAGE, output_paths  # noqa: E402
 from ..engine import setup  # noqa: E402
 from ..engine.config_check import check_imagescore_config  # noqa: E402
@@ -64,6 +66,7 @@ __all__ = [
     "arm_eval_period",
     "run_opts",
     "evaluations",
+    "protocol_note",
     "Study",
     "run_study",
 ]
@@ -225,6 +228,14 @@ def study_config(args, data_seed=None):
     arm_eval_period(cfg)  # refuses a schedule the arms cannot be evaluated on
     if not cfg.DATASETS.TEST:
         raise ValueError("DATASETS.TEST is empty: the study evaluates every arm on it")
+    used = (
+        set(cfg.DATASETS.TRAIN) | set(cfg.DATASETS.TEST) | set(cfg.IMAGESCORE.UNLABELLED_DATASETS)
+    )
+    if data_seed is not None and not used & set(SYNTHETIC_DATASETS):
+        raise ValueError(
+            "--data-seeds sets IMAGESCORE.SYNTHETIC.SEED, but the config reads no synthetic set "
+            "(it reads %s): leave --data-seeds out" % ", ".join(sorted(used))
+        )
     return cfg, opts
 
 
@@ -298,6 +309,21 @@ def data_fingerprint(cfg) -> list:
             size = len(os.listdir(path)) if os.path.isdir(path) else info.st_size
             found.append([path, size, info.st_mtime_ns])
     return found
+
+
+def protocol_note(test_set: str) -> str:
+    """summary.md's line on which evaluator the study's AP50 and AP come from: the test set's own."""
+    if MetadataCatalog.get(test_set).get("evaluator_type") == "coco":
+        return (
+            "Evaluator: Detectron2's COCOEvaluator on the COCO-format test set %s: AP50 and AP are its bbox/AP50 "
+            "(IoU 0.5) and bbox/AP (IoU 0.50:0.95, 101-point; COCO-style AP); runs.csv's ap50_coco is empty."
+            % test_set
+        )
+    return (
+        "Evaluator: Detectron2's PascalVOCDetectionEvaluator on %s: AP50 and AP are its bbox/AP50 (the paper's "
+        "metric) and bbox/AP; runs.csv's ap50_coco is the COCO-style AP50 by pycocotools (bbox_coco/AP50), about 3 "
+        "points apart on the same model." % test_set
+    )
 
 
 def last_error_line(log_file: str) -> str:
@@ -524,10 +550,7 @@ def run_study(args, command: str, train_net: str):
         r["seconds"]
         for r in [f.result() for f in teachers.values()] + [f.result() for f in arms.values()]
     )
-    protocol = (
-        "AP50 and AP are Detectron2's Pascal VOC protocol (bbox/AP50, the paper's metric); runs.csv's ap50_coco is "
-        "the COCO-style AP50 by pycocotools (bbox_coco/AP50), about 3 points apart on the same model."
-    )
+    protocol = protocol_note(cfg.DATASETS.TEST[0])
     seeds_note = "Data seeds (IMAGESCORE.SYNTHETIC.SEED): %s; training seeds: %s." % (
         ", ".join(str(study.data_seed) for study in studies),
         ", ".join(str(seed) for seed in args.seeds),

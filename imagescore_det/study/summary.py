@@ -499,7 +499,7 @@ def write_summary(
     lines += ["| " + " | ".join(_cell(row[c]) for c in SUMMARY_COLUMNS) + " |" for row in summary]
     lines += [
         "",
-        "A run's final AP50 (VOC, IoU 0.5), in ap50_mean, ap_mean and every difference, is the mean of its last "
+        "A run's final AP50 (IoU 0.5; the evaluator is named below), in ap50_mean, ap_mean and every difference, is the mean of its last "
         "%d evaluation(s) after the swap (fewer where it has fewer); ap50_last_mean is the mean of the runs' last "
         "evaluation alone (iteration)." % final_evals,
         "data_seed 'pooled' rows pair every (data seed, training seed) run with control's; the other rows, one data "
