@@ -52,6 +52,7 @@ from .summary import (  # noqa: E402
 
 __all__ = [
     "ARMS",
+    "MEAN_TEACHER_ARMS",
     "TEACHER",
     "parse_study_args",
     "study_config",
@@ -71,6 +72,13 @@ ARMS = {
     "random": "random",
     "all": "all",
     "oracle": None,
+}
+#: Arm -> the IMAGESCORE.MEAN_TEACHER.GATE of its online mean teacher (REGIME mean_teacher), which
+#: starts from the same burn-in checkpoint and runs the same iterations as the swap arms.
+MEAN_TEACHER_ARMS = {
+    "mean_teacher": "none",
+    "mean_teacher_image": "image",
+    "mean_teacher_box": "box",
 }
 TEACHER = "teacher"
 TEACHER_CHECKPOINT = "teacher.pth"
@@ -109,7 +117,7 @@ def parse_study_args(argv=None, description: str = ""):
         "--arms",
         nargs="+",
         default=list(ARMS),
-        choices=list(ARMS),
+        choices=list(ARMS) + list(MEAN_TEACHER_ARMS),
         help="arms to run from each teacher",
     )
     parser.add_argument(
@@ -210,6 +218,9 @@ def run_opts(cfg, opts, seed: int, name: str, output_dir: str):
         ]
     elif ARMS.get(name):
         own += ["IMAGESCORE.SELECTION", ARMS[name]]
+    elif name in MEAN_TEACHER_ARMS:
+        own += ["IMAGESCORE.REGIME", "mean_teacher"]
+        own += ["IMAGESCORE.MEAN_TEACHER.GATE", MEAN_TEACHER_ARMS[name]]
     return list(opts) + own
 
 
