@@ -58,7 +58,7 @@ def test_ema_update_is_its_formula_on_a_tiny_model():
         ema_update(teacher, student, decay)
         for name, parameter in student.named_parameters():
             expected = student.state_dict()[name] + decay**step * (before[name] - parameter)
-            assert torch.allclose(teacher.state_dict()[name], expected, rtol=0, atol=1e-15), name
+            assert torch.allclose(teacher.state_dict()[name], expected, rtol=0, atol=1e-12), name
     assert torch.equal(teacher[0].bias, student[0].bias)
     assert not torch.equal(teacher[0].weight, student[0].weight)
     assert torch.equal(teacher[1].running_mean, student[1].running_mean)  # buffers: copied

@@ -183,7 +183,7 @@ class ImageScoreTrainer(DefaultTrainer):
             return self.test(self.cfg, self.model)
         logger.info(
             "Evaluating the mean teacher (the EMA of the student) after %d iterations",
-            self.iter + 1,
+            min(self.iter + 1, self.max_iter),
         )
         teacher = self.test(self.cfg, self.mean_teacher.teacher)
         logger.info("Evaluating the student beside it (results as <group>%s/...)", STUDENT_SUFFIX)
