@@ -6,14 +6,17 @@ iterations (IMAGESCORE.SWAP_ITER), then ``--iters`` mean-teacher iterations (the
 PSEUDO_RATIO x IMS_PER_BATCH unlabelled images per step, the student trains on both, the EMA
 update). Prints the median seconds of a labelled-only iteration (every run's burn-in, its first
 ``--skip`` iterations left out), of a post-burn-in iteration per gate (its first ``--skip`` left
-out), their ratio, and the gate's share of a gated iteration, (gated - ungated) / gated: the
-recording, scoring and filtering on the labelling forward. The references' rebuild is timed apart
-and spread over the config's REFERENCE_PERIOD. Nothing is evaluated; absolute times on a shared
-machine are noise, the ratios are the result.
+out), their ratio, and the gate's own seconds and share of a gated iteration: after training, the
+same unlabelled batches go through the teacher's labelling with and without the gate (its recorder
+on the forward, its scoring and filtering), interleaved, ``--gate-rounds`` times, and the median
+difference is the gate's cost. (A gated iteration's total also moves with how many images the
+gate leaves the student.) The references' rebuild is timed apart and spread over the config's
+REFERENCE_PERIOD. Nothing is evaluated; absolute times on a shared machine are noise, the ratios
+are the result.
 
     python bench/mean_teacher_cost.py --config-file configs/demo_ssl.yaml --burn-in 30 --iters 30
     python bench/mean_teacher_cost.py --config-file configs/demo_ssl.yaml --burn-in 4 --iters 4 \\
-        --skip 1 SOLVER.IMS_PER_BATCH 2     # KEY VALUE overrides last, e.g. a tiny size
+        --skip 1 --gate-rounds 3 SOLVER.IMS_PER_BATCH 2     # KEY VALUE overrides last
 """
 
 import argparse
@@ -45,8 +48,26 @@ class StepTimer(HookBase):
         self.seconds[self.trainer.iter] = time.perf_counter() - self.start
 
 
+def gate_seconds(hook, rounds: int) -> float:
+    """Median seconds the gate adds to labelling one unlabelled batch (see the module docstring)."""
+    gate, batches, added = hook.gate, iter(hook.unlabelled_loader()), []
+    for round in range(rounds):
+        batch, seconds = next(batches), {}
+        for gated in (True, False) if round % 2 else (False, True):
+            hook.gate = gate if gated else None
+            start = time.perf_counter()
+            images = hook.teacher_labels(batch)
+            if gated:
+                [gate.keep(image) for image in images]
+            seconds[gated] = time.perf_counter() - start
+        added.append(seconds[True] - seconds[False])
+    hook.gate = gate
+    return statistics.median(added)
+
+
 def timed_run(args, gate: str, output_dir: str):
-    """One training with ``gate``: ({iteration: seconds}, seconds of one reference rebuild, REFERENCE_PERIOD)."""
+    """One training with ``gate``: {iteration: seconds}, the gate's seconds per batch and per
+    reference rebuild (0 without a gate), and the config's REFERENCE_PERIOD."""
     swap = args.burn_in
     opts = list(args.opts) + [
         "IMAGESCORE.REGIME", "mean_teacher", "IMAGESCORE.MEAN_TEACHER.GATE", gate,
@@ -67,12 +88,13 @@ def timed_run(args, gate: str, output_dir: str):
     trainer.register_hooks([timer])
     trainer.resume_or_load(resume=False)
     trainer.train()
-    rebuild = 0.0
+    per_batch = rebuild = 0.0
     if trainer.mean_teacher.gate is not None:
+        per_batch = gate_seconds(trainer.mean_teacher, args.gate_rounds)
         start = time.perf_counter()
         trainer.mean_teacher.gate.rebuild(trainer.iter)
         rebuild = time.perf_counter() - start
-    return timer.seconds, rebuild, period
+    return timer.seconds, per_batch, rebuild, period
 
 
 def main(argv=None):
@@ -80,39 +102,34 @@ def main(argv=None):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--config-file", required=True, metavar="FILE")
-    parser.add_argument(
-        "--burn-in", type=int, default=30, help="labelled-only iterations (default 30)"
-    )
-    parser.add_argument(
-        "--iters", type=int, default=30, help="post-burn-in iterations (default 30)"
-    )
-    parser.add_argument(
-        "--skip", type=int, default=3, help="first iterations of each phase left out"
-    )
+    parser.add_argument("--burn-in", type=int, default=30, help="labelled-only iterations")
+    parser.add_argument("--iters", type=int, default=30, help="post-burn-in iterations")
+    parser.add_argument("--skip", type=int, default=3, help="first iterations of a phase left out")
+    parser.add_argument("--gate-rounds", type=int, default=10, help="batches timed for the gate")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE overrides")
     args = parser.parse_args(argv)
-    if min(args.burn_in, args.iters) <= args.skip:
-        parser.error("--burn-in and --iters must each exceed --skip")
-    labelled, post, rebuilds = [], {}, {}
+    if min(args.burn_in, args.iters) <= args.skip or args.gate_rounds < 1:
+        parser.error("--burn-in and --iters must each exceed --skip; --gate-rounds must be >= 1")
+    labelled, post, gated, rebuilds = [], {}, {}, {}
     for gate in GATES:
         with tempfile.TemporaryDirectory() as output_dir:
-            seconds, rebuilds[gate], period = timed_run(args, gate, output_dir)
+            seconds, gated[gate], rebuilds[gate], period = timed_run(args, gate, output_dir)
         swap = args.burn_in
         labelled += [s for it, s in seconds.items() if args.skip <= it < swap]
         post[gate] = statistics.median(s for it, s in seconds.items() if it >= swap + args.skip)
     base = statistics.median(labelled)
-    print("\n%-28s %12s %16s %11s" % ("iteration", "s/iteration", "x labelled-only", "gate share"))
-    print("%-28s %12.4f %16.2f" % ("labelled only (burn-in)", base, 1.0))
+    header = ("iteration", "s/iteration", "x labelled-only", "gate s/iteration", "gate share")
+    print("\n%-26s %12s %16s %17s %11s" % header)
+    print("%-26s %12.4f %16.2f" % ("labelled only (burn-in)", base, 1.0))
     for gate in GATES:
-        share = (
-            "" if gate == "none" else "%10.1f%%" % (100 * (post[gate] - post["none"]) / post[gate])
-        )
-        name = "mean teacher, gate %s" % gate
-        print("%-28s %12.4f %16.2f %11s" % (name, post[gate], post[gate] / base, share))
+        row = "%-26s %12.4f %16.2f" % ("mean teacher, gate " + gate, post[gate], post[gate] / base)
+        if gate != "none":
+            row += " %17.4f %10.1f%%" % (gated[gate], 100 * gated[gate] / post[gate])
+        print(row)
     for gate in GATES[1:]:
         per_iter = rebuilds[gate] / period if period else 0.0
         print(
-            "reference rebuild (%s gate): %.2f s, every REFERENCE_PERIOD=%d iterations: +%.4f s per "
+            "reference rebuild (%s gate): %.2f s every REFERENCE_PERIOD=%d iterations: +%.4f s per "
             "iteration (%.1f%% of a gated one)"
             % (gate, rebuilds[gate], period, per_iter, 100 * per_iter / post[gate])
         )

@@ -138,14 +138,19 @@ class MeanTeacherHook(HookBase):
         """Both training streams from their start, every generator seeded from SEED and ``done``."""
         seed = self.cfg.SEED
         seed_all_rng(None if seed < 0 else (seed + done + (comm.get_rank() << 24)) % 2**32)
-        trainer, cfg = self.trainer, self.cfg.clone()
+        loader = self.trainer.data_loader
+        loader.replace_labelled(self.trainer.build_train_loader(self.cfg).labelled)
+        loader.attach_pseudo(self.labelled_by_teacher(self.unlabelled_loader()))
+
+    def unlabelled_loader(self) -> Iterable[List[dict]]:
+        """Detectron2's train loader over IMAGESCORE.UNLABELLED_DATASETS, PSEUDO_RATIO x IMS_PER_BATCH
+        images per batch in :class:`WeakStrongViewMapper`'s two views."""
+        cfg = self.cfg.clone()
         cfg.defrost()
-        trainer.data_loader.replace_labelled(trainer.build_train_loader(cfg).labelled)
         cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS = False  # unlabelled images have none to read
-        unlabelled = trainer.build_pseudo_loader(
+        return self.trainer.build_pseudo_loader(
             cfg, cfg.IMAGESCORE.UNLABELLED_DATASETS, WeakStrongViewMapper
         )
-        trainer.data_loader.attach_pseudo(self.labelled_by_teacher(unlabelled))
 
     def labelled_by_teacher(self, unlabelled: Iterable[List[dict]]) -> Iterator[List[dict]]:
         for batch in unlabelled:
