@@ -39,10 +39,12 @@ def add_imagescore_config(cfg: CN) -> None:
     _C.IMAGESCORE.UNLABELLED_DATASETS = ("voc_2012_trainval",)
 
     # ---- Schedule.
-    # "swap" (the paper: pseudo labels join training at SWAP_ITER) or "labelled_only" (they never
-    # do: the labelled-only control, trained by the same trainer).
+    # "swap" (the paper: pseudo labels join training at SWAP_ITER), "labelled_only" (they never
+    # do: the labelled-only control, trained by the same trainer) or "mean_teacher" (from SWAP_ITER on,
+    # an EMA teacher pseudo-labels every unlabelled batch online, as Unbiased Teacher does: MEAN_TEACHER).
     _C.IMAGESCORE.REGIME = "swap"
-    # Iteration at which the unlabelled set is scored and the pseudo-labelled images join training.
+    # Iteration at which the unlabelled set is scored and the pseudo-labelled images join training
+    # (mean_teacher: the end of the labelled-only burn-in, where the teacher starts as a copy of the student).
     _C.IMAGESCORE.SWAP_ITER = 60000
     # 0 = score once at SWAP_ITER; N > 0 = score again every N iterations after it.
     _C.IMAGESCORE.UPDATE_PERIOD = 0
@@ -86,6 +88,29 @@ def add_imagescore_config(cfg: CN) -> None:
     _C.IMAGESCORE.PSEUDO_TRAINING.LAMBDA_U = 1.0
     # Unbiased Teacher's strong view (colour jitter, blur, cutout) on pseudo-labelled images only (geometry as labelled).
     _C.IMAGESCORE.PSEUDO_TRAINING.STRONG_AUGMENTATION = False
+    # ---- The online mean teacher (REGIME "mean_teacher", engine/mean_teacher.py). Each iteration the
+    # teacher (eval mode, no gradient) labels PSEUDO_RATIO x SOLVER.IMS_PER_BATCH unlabelled images in the
+    # weak view (the labelled geometry) at PSEUDO_SCORE_THRESH; the student learns them in the strong view
+    # (PSEUDO_TRAINING, STRONG_AUGMENTATION: photometric only, so the teacher's boxes hold) beside the labelled batch.
+    _C.IMAGESCORE.MEAN_TEACHER = CN()
+    # teacher <- EMA_DECAY x teacher + (1 - EMA_DECAY) x student after every step. Unbiased Teacher's 0.9996
+    # averages over ~2,500 of its 180k iterations; the demo has 600 after the burn-in, where 0.9996 would
+    # leave the teacher at the burn-in model (0.9996^600 = 0.79 of its weight). 0.99 averages over
+    # ~100 iterations (half-life 69): the burn-in model has faded (0.99^400 < 2 %) by the evaluations at
+    # 2800 and 3000, and each label still comes from an average of many student steps.
+    _C.IMAGESCORE.MEAN_TEACHER.EMA_DECAY = 0.99
+    # Image-score gate on the online pseudo labels: "none" (the teacher's confidence alone: Unbiased
+    # Teacher's rule), "image" (an image is kept only if its image score clears the threshold) or "box"
+    # (each pseudo box must clear its class's threshold, scored against per-class references of the
+    # labelled set's ground-truth boxes in the teacher's box head). Scored in the teacher's labelling pass.
+    _C.IMAGESCORE.MEAN_TEACHER.GATE = "none"
+    # The threshold is this quantile of the labelled set's own scores (box: per class): 0.05 drops what is
+    # less typical than 95 % of the labelled images (boxes).
+    _C.IMAGESCORE.MEAN_TEACHER.GATE_QUANTILE = 0.05
+    # The references and thresholds are built from the teacher at the end of the burn-in and rebuilt every
+    # REFERENCE_PERIOD iterations after it (0 = never rebuilt); the gate's drops are logged per period.
+    _C.IMAGESCORE.MEAN_TEACHER.REFERENCE_PERIOD = 200
+
     # ---- The synthetic VOC-format set (imagescore_det.data.synthetic), generated when a config names
     # its datasets; each (sizes, seed, distractors) lives in a folder of its own under $DETECTRON2_DATASETS.
     _C.IMAGESCORE.SYNTHETIC = CN()

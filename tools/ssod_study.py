@@ -15,6 +15,10 @@ settings except:
     random        ... drawn at random with the run's SEED               (IMAGESCORE.SELECTION random)
     all           every unlabelled image pseudo-labelled, STAC-style    (IMAGESCORE.SELECTION all)
     oracle        labelled + the unlabelled set with its ground truth (the fully labelled bound)
+    mean_teacher  an EMA teacher labels each unlabelled batch online (IMAGESCORE.REGIME mean_teacher)
+    mean_teacher_image ... its pseudo-labelled images gated by image score  (MEAN_TEACHER.GATE image)
+    mean_teacher_box ... its pseudo boxes gated by box score               (MEAN_TEACHER.GATE box)
+                  (not in the default --arms; AP50 is the teacher's)
 
 Arms are evaluated at TEST.EVAL_PERIOD, or every third of the post-swap phase where that gives
 fewer than 3 evaluations after the swap (it must divide SWAP_ITER); a run's final AP50 is the mean

@@ -1,6 +1,7 @@
 """The mapper of pseudo-labelled images (docs/method.md §2 item 8): Detectron2's DatasetMapper plus the ignore
 boxes, which follow the image through the same geometric transforms, and an optional strong
-photometric augmentation applied to pseudo-labelled records only.
+photometric augmentation applied to pseudo-labelled records only; and the mean teacher's mapper of
+unlabelled images, which gives the same image in its weak and strong views.
 
 A record without ``"pseudo_labelled"`` maps exactly as Detectron2's DatasetMapper maps it; the flag
 itself is a plain key of the record, which DatasetMapper keeps in the mapped dict.
@@ -12,6 +13,7 @@ import math
 from typing import List, Tuple
 
 import numpy as np
+import torch
 from PIL import Image, ImageFilter
 
 from imagescore_det.utils.detectron2_import import require_detectron2
@@ -23,8 +25,13 @@ from detectron2.config import configurable  # noqa: E402
 from detectron2.data import DatasetMapper  # noqa: E402
 from detectron2.structures import Boxes  # noqa: E402
 
+#: Key of the weak view in a :class:`WeakStrongViewMapper` dict ("image" is the strong view).
+WEAK_IMAGE_KEY = "weak_image"
+
 __all__ = [
     "PseudoLabelDatasetMapper",
+    "WeakStrongViewMapper",
+    "WEAK_IMAGE_KEY",
     "RandomErasing",
     "RandomGaussianBlur",
     "strong_augmentations",
@@ -143,3 +150,26 @@ class PseudoLabelDatasetMapper(DatasetMapper):
             ignore_boxes.clip(image_shape)
             dataset_dict["ignore_boxes"] = ignore_boxes
         super()._transform_annotations(dataset_dict, transforms, image_shape)
+
+
+class WeakStrongViewMapper(PseudoLabelDatasetMapper):
+    """An unlabelled image in the mean teacher's two views, one dict per image (so Detectron2's
+    batching and aspect-ratio grouping apply): the weak view, Detectron2's training augmentations
+    (the labelled images' geometry), under :data:`WEAK_IMAGE_KEY` for the teacher, and as ``"image"``
+    the same view with :func:`strong_augmentations` on top (STRONG_AUGMENTATION; photometric only,
+    so boxes found on the weak view hold) for the student. Annotations are dropped: the image is unlabelled.
+    """
+
+    def __call__(self, dataset_dict):
+        unlabelled = {key: value for key, value in dataset_dict.items() if key != "annotations"}
+        mapped = DatasetMapper.__call__(self, unlabelled)
+        mapped[WEAK_IMAGE_KEY] = mapped["image"]
+        if self.strong_augmentation:
+            view = T.AugInput(mapped["image"].permute(1, 2, 0).numpy().copy())
+            self._strong_photometric(view)
+            mapped["image"] = torch.as_tensor(np.ascontiguousarray(view.image.transpose(2, 0, 1)))
+        return mapped
+
+    @functools.cached_property
+    def _strong_photometric(self) -> T.AugmentationList:
+        return T.AugmentationList(strong_augmentations())

@@ -35,6 +35,7 @@ __all__ = [
     "BackboneRecorder",
     "unwrap_model",
     "run_recorded",
+    "forward_recorded",
     "labelled_loader",
     "unlabelled_records",
     "records_loader",
@@ -106,11 +107,7 @@ def run_recorded(
             for done, batch in enumerate(data_loader, start=1):
                 inputs = readable_records(batch, on_unreadable, description)
                 if inputs:  # else every image of the batch was unreadable
-                    with contextlib.ExitStack() as attached:
-                        for recorder in recorders:
-                            attached.enter_context(recorder.recording(inputs))
-                        outputs = model(inputs)
-                    handle(inputs, outputs)
+                    handle(inputs, forward_recorded(model, inputs, recorders))
                 if after_batch is not None:
                     after_batch(batch)
                 elapsed = time.perf_counter() - start
@@ -123,6 +120,15 @@ def run_recorded(
     finally:
         model.train(was_training)
     logger.info("%s: %d batches in %.1f s", description, total, time.perf_counter() - start)
+
+
+def forward_recorded(model, inputs: Sequence[dict], recorders: Sequence):
+    """``model(inputs)`` with every recorder of ``recorders`` attached: one forward, which each
+    recorder then holds the activations of (the caller sets the model's mode and grad mode)."""
+    with contextlib.ExitStack() as attached:
+        for recorder in recorders:
+            attached.enter_context(recorder.recording(inputs))
+        return model(inputs)
 
 
 def readable_records(batch, on_unreadable: Optional[Callable], description: str) -> list:

@@ -7,12 +7,14 @@ require_detectron2()
 
 from .defaults import launch_main, setup  # noqa: E402
 from .hooks import REGIMES, EvaluationLog, PseudoLabelSwapHook  # noqa: E402
+from .mean_teacher import MeanTeacherHook  # noqa: E402
 from .trainer import ImageScoreTrainer, PseudoLabelTrainLoader  # noqa: E402
 
 __all__ = [
     "ImageScoreTrainer",
     "PseudoLabelTrainLoader",
     "PseudoLabelSwapHook",
+    "MeanTeacherHook",
     "EvaluationLog",
     "REGIMES",
     "setup",

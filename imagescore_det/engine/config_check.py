@@ -14,6 +14,7 @@ from imagescore_det.utils.detectron2_import import require_detectron2
 require_detectron2()
 
 from ..data.synthetic import check_distractors  # noqa: E402
+from ..detection.gate import GATES  # noqa: E402
 from ..detection.modes import MODES, check_box_settings  # noqa: E402
 from ..detection.passes import score_batch_size, score_shard_size  # noqa: E402
 from ..detection.selection import EVERY_IMAGE, selection_seed  # noqa: E402
@@ -70,9 +71,16 @@ def check_imagescore_config(cfg, *, training: bool) -> None:
         0.0,
         1.0,
     )
-    for key in ("GRID", "UPDATE_PERIOD"):
-        if int(s[key]) < 0:
-            raise ValueError("IMAGESCORE.%s is %r; it must be >= 0" % (key, s[key]))
+    for key, value in (
+        ("GRID", s.GRID),
+        ("UPDATE_PERIOD", s.UPDATE_PERIOD),
+        ("MEAN_TEACHER.REFERENCE_PERIOD", s.MEAN_TEACHER.REFERENCE_PERIOD),
+    ):
+        if int(value) < 0:
+            raise ValueError("IMAGESCORE.%s is %r; it must be >= 0" % (key, value))
+    _choice("IMAGESCORE.MEAN_TEACHER.GATE", s.MEAN_TEACHER.GATE, GATES)
+    _within("IMAGESCORE.MEAN_TEACHER.EMA_DECAY", s.MEAN_TEACHER.EMA_DECAY, 0.0, 1.0)
+    _within("IMAGESCORE.MEAN_TEACHER.GATE_QUANTILE", s.MEAN_TEACHER.GATE_QUANTILE, 0.0, 1.0)
     if s.SELECTION == "random" and cfg.SEED < 0:
         raise ValueError(
             "IMAGESCORE.SELECTION 'random' draws with SEED, which is %d: set SEED >= 0" % cfg.SEED
@@ -91,11 +99,26 @@ def check_imagescore_config(cfg, *, training: bool) -> None:
             "run would train as the labelled-only control; set a fraction in (0, 1], SELECTION 'all', or "
             "REGIME 'labelled_only'" % s.SELECTION
         )
-    if training and s.REGIME == "swap":
+    if training and s.REGIME in ("swap", "mean_teacher"):
         if not 0 <= s.SWAP_ITER < cfg.SOLVER.MAX_ITER:
             raise ValueError(
-                "IMAGESCORE.SWAP_ITER is %d, not in [0, SOLVER.MAX_ITER=%d): the swap would never happen; set "
+                "IMAGESCORE.SWAP_ITER is %d, not in [0, SOLVER.MAX_ITER=%d): the %s would never happen; set "
                 "IMAGESCORE.REGIME labelled_only for a labelled-only run"
-                % (s.SWAP_ITER, cfg.SOLVER.MAX_ITER)
+                % (
+                    s.SWAP_ITER,
+                    cfg.SOLVER.MAX_ITER,
+                    "swap" if s.REGIME == "swap" else "mean teacher's start",
+                )
             )
         pseudo_ims_per_batch(cfg)  # PSEUDO_RATIO x IMS_PER_BATCH must be whole images per process
+    if s.REGIME == "mean_teacher":
+        if not s.PSEUDO_TRAINING.ENABLED:
+            raise ValueError(
+                "IMAGESCORE.PSEUDO_TRAINING.ENABLED is False: the mean teacher's pseudo labels train "
+                "through the pseudo mode of IMAGESCORE.PSEUDO_TRAINING; set it True"
+            )
+        if pseudo_ims_per_batch(cfg) == 0:
+            raise ValueError(
+                "IMAGESCORE.PSEUDO_TRAINING.PSEUDO_RATIO is 0: the mean teacher would label no "
+                "unlabelled image per batch"
+            )

@@ -31,23 +31,28 @@ from ..detection.selection import (  # noqa: E402
 )
 from ..evaluation.selection_gallery import require_visualizer, write_selection_and_gallery  # noqa: E402
 
-__all__ = ["REGIMES", "EVALUATIONS_FILE", "PseudoLabelSwapHook", "EvaluationLog"]
+__all__ = ["REGIMES", "EVALUATIONS_FILE", "STUDENT_SUFFIX", "PseudoLabelSwapHook", "EvaluationLog"]
 
 logger = logging.getLogger(__name__)
 
-#: The values of IMAGESCORE.REGIME: "swap" (the paper: pseudo labels join training at SWAP_ITER)
-#: or "labelled_only" (never: the labelled-only control).
-REGIMES = ("swap", "labelled_only")
+#: The values of IMAGESCORE.REGIME: "swap" (the paper: pseudo labels join training at SWAP_ITER),
+#: "labelled_only" (never: the labelled-only control) or "mean_teacher" (online, from an EMA teacher:
+#: :mod:`.mean_teacher`).
+REGIMES = ("swap", "labelled_only", "mean_teacher")
 #: One JSON line per evaluation, in OUTPUT_DIR.
 EVALUATIONS_FILE = "evaluations.jsonl"
-#: Result groups an evaluation puts into the EventStorage (VOC or COCO protocol, and COCO-style beside VOC).
-EVALUATION_GROUPS = ("bbox", "bbox_coco")
+#: Appended to the result groups of the student evaluated beside the mean teacher (bbox_student/AP50).
+STUDENT_SUFFIX = "_student"
+#: Result groups an evaluation puts into the EventStorage (VOC or COCO protocol, and COCO-style beside
+#: VOC; in the mean_teacher regime the teacher's, and the student's beside them).
+EVALUATION_GROUPS = ("bbox", "bbox_coco", "bbox" + STUDENT_SUFFIX, "bbox_coco" + STUDENT_SUFFIX)
 
 
 class EvaluationLog(HookBase):
     """Appends each evaluation that EvalHook put into the EventStorage to ``path``, one JSON line
     ``{"iteration": iterations done, "bbox/AP50": ..., ...}`` each: a study reads every evaluation
-    from it, whatever the period of the metrics writer."""
+    from it, whatever the period of the metrics writer. A line with the student beside the mean
+    teacher (``bbox_student/...``) says ``"model": "teacher"``: whose the plain keys are."""
 
     def __init__(self, path: str):
         self.path = path
@@ -71,6 +76,8 @@ class EvaluationLog(HookBase):
             return
         self.last_iteration = iteration
         record = {name: value for name, (value, it) in found.items() if it == iteration}
+        if any(name.split("/")[0].endswith(STUDENT_SUFFIX) for name in record):
+            record = {"model": "teacher", **record}
         done = min(
             iteration + 1, self.trainer.max_iter
         )  # EvalHook evaluates after iteration `done - 1`

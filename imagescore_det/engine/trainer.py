@@ -4,9 +4,9 @@ that can take on a pseudo-labelled stream (docs/method.md §2 step 7).
 Only what differs is overridden: the evaluator (by the test set's ``evaluator_type``: VOC AP50, the
 paper's metric, with COCO-style AP beside it, or COCOEvaluator; see
 :mod:`imagescore_det.evaluation.evaluators`), the hook list (DefaultTrainer's hooks plus the swap
-hook, placed before the checkpointer so that a checkpoint written at the swap iteration already
-records the swap) and the train loader, a :class:`PseudoLabelTrainLoader` that the swap extends
-through ``trainer.data_loader`` (docs/method.md §2 item 8).
+hook, or the mean teacher's, placed before the checkpointer so that a checkpoint written at the swap
+iteration already records the swap) and the train loader, a :class:`PseudoLabelTrainLoader` that the
+swap, or the mean teacher, extends through ``trainer.data_loader`` (docs/method.md §2 item 8).
 """
 
 import logging
@@ -27,7 +27,14 @@ from ..data.pseudo_mapper import PseudoLabelDatasetMapper  # noqa: E402
 from ..detection.selection import output_paths
 from ..evaluation.evaluators import ap50, ap50_text, build_evaluator  # noqa: E402
 from ..modeling.checkpoint import check_checkpoint_fits  # noqa: E402
-from .hooks import EVALUATIONS_FILE, REGIMES, EvaluationLog, PseudoLabelSwapHook  # noqa: E402
+from .hooks import (  # noqa: E402
+    EVALUATIONS_FILE,
+    REGIMES,
+    STUDENT_SUFFIX,
+    EvaluationLog,
+    PseudoLabelSwapHook,
+)
+from .mean_teacher import TEACHER_CHECKPOINTABLE, MeanTeacherHook  # noqa: E402
 
 __all__ = ["ImageScoreTrainer", "PseudoLabelTrainLoader", "pseudo_ims_per_batch"]
 
@@ -99,12 +106,14 @@ class PseudoLabelTrainLoader:
 
 class ImageScoreTrainer(DefaultTrainer):
     """Trains on ``DATASETS.TRAIN`` and, in the ``swap`` regime, from ``IMAGESCORE.SWAP_ITER`` on, on
-    its pseudo labels too.
+    its pseudo labels too; in the ``mean_teacher`` regime, on an EMA teacher's online pseudo labels.
 
-    ``swap_hook`` is the :class:`PseudoLabelSwapHook` in use (None in the ``labelled_only``
-    regime); it evaluates on ``DATASETS.TEST`` just before each swap, so the log shows the accuracy
-    before and (EvalHook) after it. Every evaluation also goes to ``OUTPUT_DIR/evaluations.jsonl``
-    (:class:`EvaluationLog`), whatever the metrics writer's period.
+    ``swap_hook`` is the :class:`PseudoLabelSwapHook` in use (None in the other regimes); it
+    evaluates on ``DATASETS.TEST`` just before each swap, so the log shows the accuracy before and
+    (EvalHook) after it. ``mean_teacher`` is the :class:`MeanTeacherHook` (None in the other
+    regimes); its teacher is a checkpointable and is what EvalHook evaluates once it has started,
+    the student beside it (:meth:`test_teacher_and_student`). Every evaluation also goes to
+    ``OUTPUT_DIR/evaluations.jsonl`` (:class:`EvaluationLog`), whatever the metrics writer's period.
     """
 
     def resume_or_load(self, resume=True):
@@ -120,19 +129,18 @@ class ImageScoreTrainer(DefaultTrainer):
         return PseudoLabelTrainLoader(build_detection_train_loader(cfg))
 
     @classmethod
-    def build_pseudo_loader(cls, cfg, pseudo_dataset: str):
-        """A train loader over ``pseudo_dataset`` with PSEUDO_RATIO x SOLVER.IMS_PER_BATCH images per batch,
-        through :class:`PseudoLabelDatasetMapper`; None where that is 0 images."""
+    def build_pseudo_loader(cls, cfg, datasets, mapper_class=PseudoLabelDatasetMapper):
+        """A train loader over ``datasets`` (a name or names) with PSEUDO_RATIO x SOLVER.IMS_PER_BATCH
+        images per batch, through ``mapper_class`` (:class:`PseudoLabelDatasetMapper`); None where
+        that is 0 images."""
         count = pseudo_ims_per_batch(cfg)
         if count == 0:
             return None
         pseudo_cfg = cfg.clone()
         pseudo_cfg.defrost()
-        pseudo_cfg.DATASETS.TRAIN = (pseudo_dataset,)
+        pseudo_cfg.DATASETS.TRAIN = (datasets,) if isinstance(datasets, str) else tuple(datasets)
         pseudo_cfg.SOLVER.IMS_PER_BATCH = count
-        return build_detection_train_loader(
-            pseudo_cfg, mapper=PseudoLabelDatasetMapper(pseudo_cfg, True)
-        )
+        return build_detection_train_loader(pseudo_cfg, mapper=mapper_class(pseudo_cfg, True))
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -147,16 +155,40 @@ class ImageScoreTrainer(DefaultTrainer):
         hook_list.insert(
             evaluation + 1, EvaluationLog(os.path.join(self.cfg.OUTPUT_DIR, EVALUATIONS_FILE))
         )
-        self.swap_hook = None
+        self.swap_hook = self.mean_teacher = None
         if regime == "swap":
             evaluate = (
                 (lambda: self.test(self.cfg, self.model)) if len(self.cfg.DATASETS.TEST) else None
             )
             self.swap_hook = PseudoLabelSwapHook(self.cfg, evaluate=evaluate)
+        elif regime == "mean_teacher":
+            self.mean_teacher = MeanTeacherHook(self.cfg, self.model)
+            self.checkpointer.add_checkpointable(TEACHER_CHECKPOINTABLE, self.mean_teacher.teacher)
+            hook_list[evaluation] = hooks.EvalHook(
+                self.cfg.TEST.EVAL_PERIOD, self.test_teacher_and_student
+            )
+        regime_hook = self.swap_hook or self.mean_teacher
+        if regime_hook is not None:
             later = (hooks.PeriodicCheckpointer, hooks.EvalHook, hooks.PeriodicWriter)
             position = next(i for i, hook in enumerate(hook_list) if isinstance(hook, later))
-            hook_list.insert(position, self.swap_hook)
+            hook_list.insert(position, regime_hook)
         return hook_list
+
+    def test_teacher_and_student(self):
+        """EvalHook's evaluation in the mean_teacher regime. Once the teacher has started, its results
+        under Detectron2's keys (``bbox/AP50``: what a study reads) with the student's beside them,
+        each group's name + ``_student`` (``bbox_student/AP50``), as Unbiased Teacher reports them;
+        before, the student's alone."""
+        if not self.mean_teacher.started:
+            return self.test(self.cfg, self.model)
+        logger.info(
+            "Evaluating the mean teacher (the EMA of the student) after %d iterations",
+            min(self.iter + 1, self.max_iter),
+        )
+        teacher = self.test(self.cfg, self.mean_teacher.teacher)
+        logger.info("Evaluating the student beside it (results as <group>%s/...)", STUDENT_SUFFIX)
+        student = self.test(self.cfg, self.model)
+        return {**teacher, **{key + STUDENT_SUFFIX: value for key, value in student.items()}}
 
     def log_summary(self) -> None:
         """Log AP50 before the first swap and at the end, and where the files went (main process)."""
@@ -172,6 +204,9 @@ class ImageScoreTrainer(DefaultTrainer):
             )
         if ap50(self.storage.latest()) is not None:
             latest = ap50_text(cfg.DATASETS.TEST[0], self.storage.latest())
+            student = ap50(self.storage.latest(), "bbox" + STUDENT_SUFFIX)
+            if student is not None:
+                latest += " (the mean teacher; the student: %.2f)" % student
             logger.info(
                 "AP50 on %s at the end (iteration %d): %s", test_sets, self.max_iter, latest
             )

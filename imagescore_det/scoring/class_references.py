@@ -121,21 +121,22 @@ class ClassReferences:
             )
         return scores
 
-    def save(self, path: str) -> None:
-        """Write every reference, the mode and the class names in one file, atomically."""
-        payload = {
+    def state_dict(self) -> dict:
+        """Every reference, the mode and the class names (tensors and plain types): what :meth:`save`
+        writes and a checkpoint can hold; :meth:`from_state_dict` reads it back."""
+        return {
             "kind": CONTAINER_KIND,
             "format_version": constants.REFERENCE_FORMAT_VERSION,
             "mode": self.mode,
             "class_names": self.class_names,
-            "references": {
-                c: {"metadata": ref.metadata, "mean": ref.mean}
-                for c, ref in self.references.items()
-            },
+            "references": {c: ref.state_dict() for c, ref in self.references.items()},
             "truth_scores": self.truth_scores,
         }
+
+    def save(self, path: str) -> None:
+        """Write every reference, the mode and the class names in one file, atomically."""
         with atomic_write(path, "wb") as f:
-            torch.save(payload, f)
+            torch.save(self.state_dict(), f)
 
     @classmethod
     def load(
@@ -151,23 +152,35 @@ class ClassReferences:
                 "%s is not a class-reference file written by ClassReferences.save: %s"
                 % (path, error)
             ) from error
+        return cls.from_state_dict(payload, path, mode=mode, class_names=class_names)
+
+    @classmethod
+    def from_state_dict(
+        cls,
+        payload,
+        source: str = "the state dict",
+        *,
+        mode: Optional[str] = None,
+        class_names: Optional[Sequence[str]] = None,
+    ) -> "ClassReferences":
+        """The references of :meth:`state_dict`'s ``payload``, checked as :meth:`load` checks a file."""
         if not isinstance(payload, dict) or payload.get("kind") != CONTAINER_KIND:
             raise ValueError(
-                "%s is not a class-reference file written by ClassReferences.save" % path
+                "%s is not a class-reference file written by ClassReferences.save" % source
             )
         if payload["format_version"] != constants.REFERENCE_FORMAT_VERSION:
             raise ValueError(
                 "%s has format version %r; this code reads version %d"
-                % (path, payload["format_version"], constants.REFERENCE_FORMAT_VERSION)
+                % (source, payload["format_version"], constants.REFERENCE_FORMAT_VERSION)
             )
         if mode is not None and payload["mode"] != mode:
             raise ValueError(
-                "%s holds references for score mode %r, not %r" % (path, payload["mode"], mode)
+                "%s holds references for score mode %r, not %r" % (source, payload["mode"], mode)
             )
         if class_names is not None and list(payload["class_names"]) != list(class_names):
             raise ValueError(
                 "%s was built for classes %s, not %s"
-                % (path, payload["class_names"], list(class_names))
+                % (source, payload["class_names"], list(class_names))
             )
         references = {
             c: Reference(entry["mean"], entry["metadata"])

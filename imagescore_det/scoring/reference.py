@@ -319,10 +319,15 @@ class Reference:
             total += term
         return total
 
+    def state_dict(self) -> dict:
+        """The mean maps and the metadata (tensors and plain types): what :meth:`save` writes and a
+        checkpoint can hold; :meth:`from_state_dict` reads it back."""
+        return {"metadata": self.metadata, "mean": self.mean}
+
     def save(self, path: str) -> None:
         """Write atomically (temporary file, then rename): a crash never leaves half a file."""
         with atomic_write(path, "wb") as f:
-            torch.save({"metadata": self.metadata, "mean": self.mean}, f)
+            torch.save(self.state_dict(), f)
 
     @classmethod
     def load(cls, path: str) -> "Reference":
@@ -337,20 +342,25 @@ class Reference:
                 "%s is not a reference file written by Reference.save (torch.load with weights_only=True "
                 "refused it: %s)" % (path, type(error).__name__)
             ) from None
+        return cls.from_state_dict(payload, path)
+
+    @classmethod
+    def from_state_dict(cls, payload, source: str = "the state dict") -> "Reference":
+        """The reference of :meth:`state_dict`'s ``payload``, checked (``source`` names it in errors)."""
         if not isinstance(payload, dict) or not {"metadata", "mean"} <= set(payload):
             raise ValueError(
-                "%s is not a reference file written by Reference.save (no metadata/mean)" % path
+                "%s is not a reference file written by Reference.save (no metadata/mean)" % source
             )
         metadata = payload["metadata"]
         version = metadata.get("format_version")
         if version != constants.REFERENCE_FORMAT_VERSION:
             raise ValueError(
                 "%s has reference format version %r; this code reads version %d"
-                % (path, version, constants.REFERENCE_FORMAT_VERSION)
+                % (source, version, constants.REFERENCE_FORMAT_VERSION)
             )
         if list(payload["mean"]) != list(metadata["layers"]):
             raise ValueError(
-                "%s is inconsistent: its mean maps and metadata list different layers" % path
+                "%s is inconsistent: its mean maps and metadata list different layers" % source
             )
         return cls(payload["mean"], metadata)
 

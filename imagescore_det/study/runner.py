@@ -56,6 +56,7 @@ from .summary import (  # noqa: E402
 __all__ = [
     "ARMS",
     "ARM_SETTINGS",
+    "MEAN_TEACHER_ARMS",
     "TEACHER",
     "selects_fraction",
     "arm_runs",
@@ -94,6 +95,13 @@ ARM_SETTINGS = {
         "score_x_confidence",
     ],
     "boxfilter": ["IMAGESCORE.SCORE_MODE", "box"],
+}
+#: Arm -> the IMAGESCORE.MEAN_TEACHER.GATE of its online mean teacher (REGIME mean_teacher), which
+#: starts from the same burn-in checkpoint and runs the same iterations as the swap arms.
+MEAN_TEACHER_ARMS = {
+    "mean_teacher": "none",
+    "mean_teacher_image": "image",
+    "mean_teacher_box": "box",
 }
 TEACHER = "teacher"
 TEACHER_CHECKPOINT = "teacher.pth"
@@ -153,7 +161,7 @@ def parse_study_args(argv=None, description: str = ""):
         "--arms",
         nargs="+",
         default=list(ARMS),
-        choices=list(ARMS),
+        choices=list(ARMS) + list(MEAN_TEACHER_ARMS),
         help="arms to run from each teacher",
     )
     parser.add_argument(
@@ -274,6 +282,9 @@ def run_opts(cfg, opts, seed: int, name: str, output_dir: str, fraction: Optiona
         ]
     elif ARMS.get(name):
         own += ["IMAGESCORE.SELECTION", ARMS[name]] + ARM_SETTINGS.get(name, [])
+    elif name in MEAN_TEACHER_ARMS:
+        own += ["IMAGESCORE.REGIME", "mean_teacher"]
+        own += ["IMAGESCORE.MEAN_TEACHER.GATE", MEAN_TEACHER_ARMS[name]]
     if fraction is not None:
         own += ["IMAGESCORE.SELECT_FRACTION", repr(float(fraction))]
     return list(opts) + own
