@@ -412,7 +412,12 @@ def test_box_filter_calibrates_on_the_labelled_boxes_and_writes_the_rest_as_igno
     inputs, truth = inputs_and_truth(3)
     scorer = BoxMode(cfg, model, "test")
     references = build_references(model, batches(inputs), [scorer], truth=truth)["box"]
-    truth_scores = score_truth_boxes(model, batches(inputs), scorer, references, truth=truth)
+    truth_scores, truth_classes = score_truth_boxes(
+        model, batches(inputs), scorer, references, truth=truth
+    )
+    assert sorted(truth_classes.tolist()) == sorted(
+        c for record in inputs for c in truth[record["image_id"]][1].tolist()
+    )  # every ground-truth box once, with its class
     assert (
         truth_scores.dtype == np.float64 and len(truth_scores) == 9
     )  # 3 boxes in each of 3 images

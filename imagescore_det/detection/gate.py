@@ -13,7 +13,6 @@ import dataclasses
 import itertools
 import logging
 import math
-from collections import defaultdict
 from typing import List, Optional
 
 import numpy as np
@@ -27,7 +26,7 @@ from detectron2.utils import comm  # noqa: E402
 from ..data.ground_truth import ground_truth_of  # noqa: E402
 from ..scoring import ClassReferences, Reference  # noqa: E402
 from ..structures import ScoredImage  # noqa: E402
-from .modes import MODES, build_references  # noqa: E402
+from .modes import MODES, build_references, score_truth_boxes  # noqa: E402
 from .passes import labelled_loader, run_recorded  # noqa: E402
 
 __all__ = ["GATES", "ScoreGate"]
@@ -79,16 +78,17 @@ class ScoreGate:
         self.reference = build_references(
             self.model, labelled_loader(self.cfg), [self.scorer], truth=self.truth
         )[self.mode]
-        labelled = self.labelled_scores()
         if self.mode == "image":
-            self.thresholds = [float(np.quantile([i.image_score for i in labelled], self.quantile))]
+            scores = np.asarray([image.image_score for image in self.labelled_scores()])
+            self.thresholds = [float(np.quantile(scores, self.quantile))]
         else:
-            scores = defaultdict(list)
-            for image in labelled:
-                for c, score in zip(image.classes, image.box_scores):
-                    scores[c].append(score)
+            scores, classes = score_truth_boxes(
+                self.model, labelled_loader(self.cfg), self.scorer, self.reference, truth=self.truth
+            )
             self.thresholds = [
-                float(np.quantile(scores[c], self.quantile)) if scores[c] else math.inf
+                float(np.quantile(scores[classes == c], self.quantile))
+                if (classes == c).any()
+                else math.inf
                 for c in range(len(self.scorer.class_names))
             ]
         self.built_at = iteration
@@ -99,30 +99,22 @@ class ScoreGate:
             iteration,
             ", ".join("%.4g" % t for t in self.thresholds),
             self.quantile,
-            sum(len(i.box_scores) for i in labelled) if self.mode == "box" else len(labelled),
+            len(scores),
             "ground-truth box scores" if self.mode == "box" else "image scores",
         )
 
     def labelled_scores(self) -> List[ScoredImage]:
-        """The labelled images scored against the reference (box mode: their ground-truth boxes),
-        gathered from every process."""
+        """The labelled images scored against the image reference, gathered from every process
+        (box mode calibrates on :func:`.modes.score_truth_boxes` instead)."""
         scored: List[ScoredImage] = []
 
         def score(inputs, outputs):
-            images = []
-            for record in inputs:
-                boxes, classes = self.truth[record["image_id"]] if self.truth else ([], [])
-                images.append(
-                    ScoredImage(
-                        record["image_id"],
-                        record["file_name"],
-                        int(record["height"]),
-                        int(record["width"]),
-                        boxes=np.asarray(boxes).tolist(),
-                        classes=np.asarray(classes).tolist(),
-                        confidences=[1.0] * len(classes),
-                    )
+            images = [
+                ScoredImage(
+                    r["image_id"], r["file_name"], int(r["height"]), int(r["width"]), [], [], []
                 )
+                for r in inputs
+            ]
             self.scorer.score(self.reference, inputs, images)
             scored.extend(images)
 

@@ -200,12 +200,13 @@ class BoxMode:
 
     def score_truth(
         self, references: ClassReferences, inputs: Sequence[dict], truth
-    ) -> List[float]:
-        """The batch's ground-truth boxes scored against their classes' references."""
+    ) -> Tuple[List[float], List[int]]:
+        """The batch's ground-truth boxes scored against their classes' references, and their classes."""
         box_acts, classes, _ = self.record_truth(inputs, truth)
         if box_acts is None:
-            return []
-        return references.score(box_acts, classes.tolist(), self.settings.FORMULA).tolist()
+            return [], []
+        classes = classes.tolist()
+        return references.score(box_acts, classes, self.settings.FORMULA).tolist(), classes
 
     def score(
         self, references: ClassReferences, inputs: Sequence[dict], images: Sequence[ScoredImage]
@@ -282,19 +283,23 @@ def build_references(model, data_loader, scorers: Sequence, *, truth=None) -> Di
 
 def score_truth_boxes(
     model, data_loader, scorer: BoxMode, references: ClassReferences, *, truth
-) -> np.ndarray:
+) -> Tuple[np.ndarray, np.ndarray]:
     """One more pass over the labelled ``data_loader``: every ground-truth box scored against its
-    class's reference (float64, every process's boxes on every process). A pass of its own, since
-    each box is scored against the finished reference; IMAGESCORE.SELECTION "box_filter"
-    calibrates its threshold on these scores."""
-    scores: List[float] = []
+    class's reference (float64) and its class (int64), every process's boxes on every process. A
+    pass of its own, since each box is scored against the finished reference; IMAGESCORE.SELECTION
+    "box_filter" and the mean teacher's box gate calibrate their thresholds on these scores."""
+    scored: List[Tuple[float, int]] = []
 
     def add(inputs, outputs):
-        scores.extend(scorer.score_truth(references, inputs, truth))
+        scored.extend(zip(*scorer.score_truth(references, inputs, truth)))
 
     run_recorded(model, data_loader, [scorer.recorder], add, description="Labelled box-score pass")
-    parts = comm.all_gather(scores) if comm.get_world_size() > 1 else [scores]
-    return np.asarray([score for part in parts for score in part], dtype=np.float64)
+    parts = comm.all_gather(scored) if comm.get_world_size() > 1 else [scored]
+    pairs = [pair for part in parts for pair in part]
+    return (
+        np.asarray([score for score, _ in pairs], dtype=np.float64),
+        np.asarray([c for _, c in pairs], dtype=np.int64),
+    )
 
 
 def score_images(
@@ -450,7 +455,7 @@ def score_unlabelled(
     if settings.SELECTION == "box_filter" and "box" in references:
         box = next(scorer for scorer in scorers if scorer.name == "box")
         references["box"].truth_scores = torch.as_tensor(
-            score_truth_boxes(model, labelled_loader(cfg), box, references["box"], truth=truth)
+            score_truth_boxes(model, labelled_loader(cfg), box, references["box"], truth=truth)[0]
         )
     records = unlabelled_records(cfg)
     store, reused, chunks = None, {}, {comm.get_rank(): rank_bounds(len(records))}
