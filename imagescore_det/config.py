@@ -157,7 +157,7 @@ def add_imagescore_config(cfg: CN) -> None:
 
     # ---- The reference and scoring passes at scale.
     # Images per batch of both passes (Detectron2's test loader); the recorder crops each padded
-    # activation to its image, so padding is never pooled (README "Performance" measures the speed).
+    # activation to its image, so padding is never pooled (docs/performance.md measures the speed).
     _C.IMAGESCORE.SCORE_BATCH_SIZE = 1
     # The scoring pass writes its per-image records every SCORE_SHARD_SIZE images (per process) to
     # SCORE_SHARD_DIR; a rerun or a restarted swap reuses the finished shards. 0 = keep them in memory only.

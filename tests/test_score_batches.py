@@ -5,8 +5,9 @@ float64 through the engine's own passes (references, scores, terms, detections),
 to end through tools/score_voc.py (identical image_scores.csv at batch 1 and 4). Images of mixed
 sizes are padded to the batch's largest; the recorder crops each activation to its image, but a
 biased stride-1 backbone such as VGG16 carries the padding into the image's last rows and columns,
-and Detectron2's own detections change there too, so those scores do depend on the batch (README,
-"Performance"); SCORE_BATCH_SIZE is therefore part of the shards' fingerprint.
+and Detectron2's own detections change there too, so those scores do depend on the batch
+(docs/performance.md, "Batches and shards"); SCORE_BATCH_SIZE is therefore part of the shards'
+fingerprint.
 """
 
 import csv

@@ -383,7 +383,8 @@ def scoring_fingerprint(cfg, model, names: Sequence[str], references: Dict[str, 
 
 #: IMAGESCORE keys that no per-image record depends on (selection, outputs, schedule, shards'
 #: folder); PSEUDO_TRAINING counts only by IGNORE_SCORE_THRESH. SCORE_BATCH_SIZE stays in: float32
-#: convolutions of padded batches differ from single images in the last bits (see README).
+#: convolutions of padded batches differ from single images in the last bits (docs/performance.md,
+#: "Batches and shards").
 RECORD_INDEPENDENT_KEYS = (
     "SELECTION",
     "SELECT_FRACTION",
