@@ -542,14 +542,9 @@ def plot_curves(
         )
     if swap_iter:
         axes.axvline(swap_iter, color="black", linestyle="--", linewidth=1, label="swap")
-    axes.set_xlabel("iteration")
-    axes.set_ylabel("AP50 (mean over runs)")
-    axes.set_title(title or "AP50 against iteration")
-    axes.legend()
-    figure.tight_layout()
-    with atomic_write(path, "wb") as f:
-        figure.savefig(f, format="png", dpi=100)
-    plt.close(figure)
+    _save_plot(
+        figure, axes, path, "iteration", "AP50 (mean over runs)", title or "AP50 against iteration"
+    )
 
 
 def plot_selection_curve(
@@ -584,9 +579,23 @@ def plot_selection_curve(
             linewidth=1,
             label="%s (no fraction)" % row["arm"],
         )
-    axes.set_xlabel("IMAGESCORE.SELECT_FRACTION")
-    axes.set_ylabel("final AP50 (mean over runs)")
-    axes.set_title(title or "Final AP50 against the selection fraction")
+    _save_plot(
+        figure,
+        axes,
+        path,
+        "IMAGESCORE.SELECT_FRACTION",
+        "final AP50 (mean over runs)",
+        title or "Final AP50 against the selection fraction",
+    )
+
+
+def _save_plot(figure, axes, path: str, xlabel: str, ylabel: str, title: str) -> None:
+    """Label, lay out and write one study plot as a PNG, atomically."""
+    import matplotlib.pyplot as plt
+
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
     axes.legend()
     figure.tight_layout()
     with atomic_write(path, "wb") as f:
