@@ -19,7 +19,7 @@ from imagescore_det.classification import (
     run_seed,
     variants_for,
 )
-from imagescore_det.reports import write_classification_report
+from imagescore_det.reports.classification import resummarize, write_classification_report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIGITS = os.path.join(REPO, "configs", "classification", "digits.yaml")
@@ -166,6 +166,10 @@ def test_report_writes_the_table_figure_and_auroc(experiment, tmp_path):
     assert (
         "| mean |" in report and "score_intervals.png" in report and "claimed by no model" in report
     )
+    # the summaries from the committed per-seed CSVs alone are the report's own
+    before = {p: open(p, "rb").read() for p in written if not p.endswith(".png")}
+    assert set(resummarize(str(tmp_path))) <= set(before)
+    assert {p: open(p, "rb").read() for p in before} == before
 
 
 def test_report_names_a_truncated_run_file(experiment, tmp_path):

@@ -80,9 +80,25 @@ def test_a_marker_that_cannot_be_rendered_names_itself_and_the_cause(page, marke
 def test_the_committed_pages_are_up_to_date():
     root = Path(__file__).resolve().parents[1]
     pages = [root / "README.md"] + sorted((root / "docs").glob("*.md"))
+    pages += sorted((root / "docs").glob("**/report.md"))  # the classification reports
     result = subprocess.run(
         [sys.executable, "-m", "imagescore_det.reports.render", "--check", *pages],
         capture_output=True,
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_table_formats_named_columns_its_own_way_and_counts_with_an_integer_spec(page):
+    marker = (
+        "<!-- table: file=data/summary.csv; columns=arm,ap50_mean,seeds; where=data_seed:pooled; "
+        "format=.4f; formats=ap50_mean:.1f -->x<!-- end table -->"
+    )
+    assert "| control | 68.4 | 9 |\n| imagescore | 70.1 | 9 |" in render_page(
+        marker, str(page.parent)
+    )
+    count = "<!-- number: file=data/summary.csv; where=arm:control; column=seeds; format=,d -->x<!-- end number -->"
+    (page.parent / "data" / "summary.csv").write_text(CSV.replace(",9\n", ",12345\n", 1))
+    assert "-->12,345<!--" in render_page(count, str(page.parent))
+    with pytest.raises(RenderError, match="no column 'p_value'"):
+        render_page(marker.replace("formats=ap50_mean", "formats=p_value"), str(page.parent))

@@ -24,7 +24,7 @@ from imagescore_det.classification import (
     load_split,
     run_experiment,
 )
-from imagescore_det.reports import write_classification_report
+from imagescore_det.reports.classification import write_classification_report
 
 
 def get_parser() -> argparse.ArgumentParser:

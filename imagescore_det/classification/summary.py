@@ -20,6 +20,7 @@ __all__ = [
     "load_runs",
     "comparison_table",
     "seed_table",
+    "seed_summary",
     "auroc_table",
     "auroc_summary",
     "selection_table",
@@ -117,16 +118,32 @@ def _sample_sd(values: np.ndarray) -> float:
     return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
 
 
+_SUMMARY_ROWS = ("mean", "sd")
+
+
+def seed_summary(rows: List[dict]) -> List[dict]:
+    """The per-seed ``rows`` (``seed`` and one value per variant), then their mean and sample
+    standard deviation (ddof 1) over seeds; earlier ``mean``/``sd`` rows are dropped, so a table
+    read back from its CSV is summarised again from its seeds alone."""
+    rows = [r for r in rows if str(r["seed"]) not in _SUMMARY_ROWS]
+    values = {v: np.array([r[v] for r in rows], dtype=float) for v in rows[0] if v != "seed"}
+    return (
+        rows
+        + [dict({"seed": "mean"}, **{v: x.mean() for v, x in values.items()})]
+        + [dict({"seed": "sd"}, **{v: _sample_sd(x) for v, x in values.items()})]
+    )
+
+
 def seed_table(runs: Runs, variants: Sequence[str]) -> List[dict]:
     """Test accuracy of each variant per seed, then mean and sample standard deviation (ddof 1) over seeds."""
     seeds = _common_seeds(runs, variants)
     accuracy = {v: _correct(runs, v, seeds).mean(axis=1) for v in variants}
-    rows = [
-        dict({"seed": str(s)}, **{v: accuracy[v][i] for v in variants}) for i, s in enumerate(seeds)
-    ]
-    rows.append(dict({"seed": "mean"}, **{v: accuracy[v].mean() for v in variants}))
-    rows.append(dict({"seed": "sd"}, **{v: _sample_sd(accuracy[v]) for v in variants}))
-    return rows
+    return seed_summary(
+        [
+            dict({"seed": str(s)}, **{v: accuracy[v][i] for v in variants})
+            for i, s in enumerate(seeds)
+        ]
+    )
 
 
 def auroc_table(runs: Runs, variants: Sequence[str]) -> List[dict]:

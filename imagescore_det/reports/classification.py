@@ -1,11 +1,16 @@
 """Reports of a classification experiment: the paper's table, the accuracy-by-score figure, AUROC.
 
 Presentation only: the numbers come from :mod:`imagescore_det.classification.summary`; this module
-writes them as Markdown, CSV and PNG (matplotlib's Agg canvas), every file atomically.
+writes them as CSV and PNG (matplotlib's Agg canvas), and report.md's tables as render markers that
+:mod:`.render` fills from those CSVs, every file atomically. ``python -m
+imagescore_det.reports.classification --resummarize DIR`` summarises a committed report's per-seed
+CSVs again (no run files needed) and renders its report.md.
 """
 
+import argparse
 import csv
 import os
+import sys
 from typing import List, Sequence
 
 import numpy as np
@@ -20,12 +25,14 @@ from ..classification.summary import (
     comparison_table,
     interval_table,
     load_runs,
+    seed_summary,
     seed_table,
     selection_table,
 )
 from ..utils.io import atomic_write
+from .render import render_file, render_page
 
-__all__ = ["plot_score_intervals", "write_classification_report"]
+__all__ = ["plot_score_intervals", "write_classification_report", "resummarize", "main"]
 
 
 def plot_score_intervals(rows: List[dict], path: str) -> None:
@@ -50,14 +57,6 @@ def plot_score_intervals(rows: List[dict], path: str) -> None:
         figure.savefig(f, format="png", dpi=110)
 
 
-def _format(value) -> str:
-    if isinstance(value, (float, np.floating)):
-        return (
-            "n/a" if np.isnan(value) else ("%.1f" % value if abs(value) >= 10 else "%.4f" % value)
-        )
-    return str(value)
-
-
 def _write_csv(rows: List[dict], path: str) -> None:
     with atomic_write(path, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -71,11 +70,26 @@ def _write_csv(rows: List[dict], path: str) -> None:
             )
 
 
-def _markdown(rows: List[dict]) -> str:
-    header = list(rows[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(
-        lines + ["| " + " | ".join(_format(row[k]) for k in header) + " |" for row in rows]
+def _read_csv(path: str) -> List[dict]:
+    """Rows of a report CSV, every column but the text ones (mode, seed) as floats."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    try:
+        return [
+            {k: v if k in ("mode", "seed") else float(v) for k, v in row.items()} for row in rows
+        ]
+    except ValueError as error:
+        raise ValueError("%s holds a value that is not a number: %s" % (path, error)) from None
+
+
+FORMATS = {"selection": "added per epoch:.1f"}  # per table, columns not at 4 decimals
+
+
+def _table_marker(name: str) -> str:
+    """The renderer's marker of one report table: ``reports.render`` writes it from ``<name>.csv``."""
+    return "<!-- table: file=%s.csv; format=.4f%s -->\n<!-- end table -->" % (
+        name,
+        "; formats=" + FORMATS[name] if name in FORMATS else "",
     )
 
 
@@ -160,7 +174,7 @@ def write_classification_report(
     written = []
     for name, (title, rows) in tables.items():
         sections.append(
-            "## %s\n\n%s\n\n%s\n\nCSV: `%s.csv`" % (title, notes[name], _markdown(rows), name)
+            "## %s\n\n%s\n\n%s\n\nCSV: `%s.csv`" % (title, notes[name], _table_marker(name), name)
         )
         written.append(os.path.join(report_dir, name + ".csv"))
         _write_csv(rows, written[-1])
@@ -175,5 +189,62 @@ def write_classification_report(
         sections.append(FIGURE)
     written.append(os.path.join(report_dir, "report.md"))
     with atomic_write(written[-1]) as f:
-        f.write("\n\n".join(sections) + "\n")
+        f.write(render_page("\n\n".join(sections) + "\n", report_dir, written[-1]))
     return written
+
+
+# Each summary CSV and the per-seed CSV it summarises; both are committed with a study.
+SUMMARIES = {
+    "seeds.csv": ("seeds.csv", seed_summary),
+    "auroc.csv": ("auroc_per_seed.csv", auroc_summary),
+}
+
+
+def resummarize(report_dir: str) -> List[str]:
+    """Write a report's summaries over seeds again from its per-seed CSVs, then its report.md tables.
+
+    No run files needed: the same functions as :func:`write_classification_report` (``seed_summary``,
+    ``auroc_summary``) read the committed per-seed numbers, so a change of convention (such as the
+    sample sd) reaches committed studies without training again. Returns the paths written.
+    """
+    written = []
+    for target, (source, summarize) in SUMMARIES.items():
+        path = os.path.join(report_dir, source)
+        if not os.path.isfile(path):
+            raise ValueError(
+                "no %s in %s: not a classification report folder" % (source, report_dir)
+            )
+        try:
+            rows = summarize(_read_csv(path))
+        except (KeyError, IndexError) as error:
+            raise ValueError("%s lacks what the summary needs (%r)" % (path, error)) from None
+        written.append(os.path.join(report_dir, target))
+        _write_csv(rows, written[-1])
+    report = os.path.join(report_dir, "report.md")
+    if os.path.isfile(report):
+        render_file(report)
+        written.append(report)
+    return written
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=resummarize.__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--resummarize",
+        nargs="+",
+        required=True,
+        metavar="REPORT_DIR",
+        help="report folders (as written by tools/train_classifier.py), e.g. docs/digits_study",
+    )
+    try:
+        for folder in parser.parse_args(argv).resummarize:
+            for path in resummarize(folder):
+                print("wrote", path)
+    except ValueError as error:
+        print("error: %s" % error, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

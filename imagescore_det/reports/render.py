@@ -13,7 +13,9 @@ column=delta_vs_control; format=+.2f -->+1.23<!-- end number -->``
     ``where``/``column``.
 
 ``file`` is relative to the page's folder. ``format`` is a Python format spec for numeric cells
-(default ``.2f``); empty cells stay empty and text cells are kept as they are. ``python -m
+(default ``.2f``; integer cells are kept as written unless the spec is an integer one, ``,d``); a
+table's ``formats=name:spec,...`` overrides it for those columns; empty cells stay empty and text
+cells are kept as they are. ``python -m
 imagescore_det.reports.render PAGE ...`` rewrites the pages; ``--check`` rewrites nothing and exits 1
 when a page differs from its rendering (CI runs it).
 """
@@ -80,7 +82,8 @@ def _cell(value, spec: str) -> str:
     if value is None or value == "":
         return ""
     if isinstance(value, int) or re.fullmatch(r"-?\d+", str(value).strip()):
-        return str(value).strip()  # integers (seeds, iterations, counts) as written
+        # integers (seeds, iterations, counts) as written, unless an integer format (",d") is asked for
+        return format(int(value), spec) if spec.endswith("d") else str(value).strip()
     try:
         return format(float(value), spec)
     except (TypeError, ValueError):
@@ -92,7 +95,11 @@ def _table(fields: Mapping[str, str], path: str) -> str:
     columns = [(pair[0], pair[-1]) for pair in _pairs(fields.get("columns", ""))] or [
         (name, name) for name in (rows[0] if rows else [])
     ]
-    for name, _ in columns:
+    formats = _pairs(fields.get("formats", ""))
+    if any(len(pair) != 2 for pair in formats):
+        raise RenderError("formats= needs column:spec pairs, got %r" % fields["formats"])
+    formats = dict(formats)
+    for name in [name for name, _ in columns] + list(formats):
         if rows and name not in rows[0]:
             raise RenderError("%s has no column %r" % (path, name))
     chosen = _matching(rows, fields.get("where", ""), path)
@@ -104,7 +111,8 @@ def _table(fields: Mapping[str, str], path: str) -> str:
         "|" + "---|" * len(columns),
     ]
     lines += [
-        "| " + " | ".join(_cell(row[name], spec) for name, _ in columns) + " |" for row in chosen
+        "| " + " | ".join(_cell(row[name], formats.get(name, spec)) for name, _ in columns) + " |"
+        for row in chosen
     ]
     return "\n" + "\n".join(lines) + "\n"
 
