@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import DEMO_CONFIG, TINY_DATA, TINY_OPTS, load_tool, schedule, train_args
 
-from imagescore_det.evaluation.noise import bootstrap_ap50, voc_ap, voc_ap50
+from imagescore_det.evaluation.noise import bootstrap_ap50, bootstrap_paired_ap50, voc_ap, voc_ap50
 
 
 def image(boxes, classes, difficult=None):
@@ -145,34 +145,65 @@ def test_the_bootstrap_sd_is_zero_on_identical_images_and_repeatable_otherwise()
         bootstrap_ap50(DETECTIONS, TRUTH, resamples=1)
 
 
-def test_the_bootstrap_is_voc_ap50_on_each_resampled_set():
-    """Each resample equals voc_ap50 on the drawn images laid out as a set of their own (an image
-    drawn twice becomes two images), the draws being numpy's default_rng(seed).integers."""
-    rng = np.random.default_rng(3)
+def random_set(noise: float, seed: int = 3):
+    """12 test images of 3 boxes each (2 classes, some difficult) and one model's detections on them:
+    the boxes jittered by ``noise`` px and 2 false positives per image, no two scores equal."""
+    rng = np.random.default_rng(seed)
     truth, detections = {}, {}
-    scores = iter(rng.permutation(200) / 200 + 0.001)  # no two equal scores
+    scores = iter(rng.permutation(200) / 200 + 0.001)
     for k in range(12):
         gt = rng.integers(1, 50, (3, 2)).astype(np.float64)
         gt = np.concatenate([gt, gt + rng.integers(5, 30, (3, 2))], axis=1)
         truth[k] = image(gt, rng.integers(0, 2, 3), rng.random(3) < 0.2)
-        boxes = np.concatenate([gt + rng.normal(0, 4, gt.shape), rng.uniform(1, 60, (2, 4))])
+        boxes = np.concatenate([gt + rng.normal(0, noise, gt.shape), rng.uniform(1, 60, (2, 4))])
         boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1)
         detections[k] = dets(boxes, [next(scores) for _ in boxes], rng.integers(0, 2, len(boxes)))
-    resamples, seed = 25, 7
+    return truth, detections
+
+
+def resampled_ap50(models, truth, resamples, seed):
+    """voc_ap50 of each model on each resample, the drawn images laid out as a set of their own (an
+    image drawn twice becomes two images), the draws being numpy's default_rng(seed).integers."""
     draws = np.random.default_rng(seed)
     values = []
     for _ in range(resamples):
         drawn = sorted(draws.integers(0, len(truth), size=len(truth)))
         values.append(
-            voc_ap50(
-                {i: detections[k] for i, k in enumerate(drawn)},
-                {i: truth[k] for i, k in enumerate(drawn)},
-                num_classes=2,
-            )
+            [
+                voc_ap50(
+                    {i: detections[k] for i, k in enumerate(drawn)},
+                    {i: truth[k] for i, k in enumerate(drawn)},
+                    num_classes=2,
+                )
+                for detections in models
+            ]
         )
-    ap50, sd = bootstrap_ap50(detections, truth, resamples, seed, num_classes=2)
+    return np.asarray(values)
+
+
+def test_the_bootstrap_is_voc_ap50_on_each_resampled_set():
+    truth, detections = random_set(noise=4)
+    values = resampled_ap50([detections], truth, resamples=25, seed=7)[:, 0]
+    ap50, sd = bootstrap_ap50(detections, truth, 25, 7, num_classes=2)
     assert ap50 == voc_ap50(detections, truth, num_classes=2)
     assert sd == pytest.approx(np.std(values, ddof=1), rel=1e-9)
+
+
+def test_the_paired_bootstrap_resamples_both_models_together():
+    """The sd of the AP50 difference of two models over the same resamples; 0 for a model against
+    itself, whose AP50 varies over the resamples."""
+    truth, sharp = random_set(noise=2)
+    _, loose = random_set(noise=6)  # the same images and scores, boxes jittered 3x more
+    values = resampled_ap50([sharp, loose], truth, resamples=25, seed=7)
+    ap50, other, sd = bootstrap_paired_ap50(sharp, loose, truth, 25, 7, num_classes=2)
+    assert (ap50, other) == (
+        voc_ap50(sharp, truth, num_classes=2),
+        voc_ap50(loose, truth, num_classes=2),
+    )
+    assert ap50 > other
+    assert sd == pytest.approx(np.std(values[:, 0] - values[:, 1], ddof=1), rel=1e-9) and sd > 0
+    assert bootstrap_paired_ap50(sharp, sharp, truth, 25, 7, num_classes=2)[2] == 0.0
+    assert bootstrap_ap50(sharp, truth, 25, 7, num_classes=2)[1] > 0
 
 
 # ------------------------------------------------------------------ with Detectron2
@@ -269,6 +300,8 @@ def test_eval_noise_matches_the_training_evaluation_of_the_same_checkpoint(data_
             str(out),
             "--resamples",
             "100",
+            "--compare-weights",
+            str(run / "model_final.pth"),
             *TINY_OPTS,
             *schedule(8),
             *threshold,
@@ -282,5 +315,7 @@ def test_eval_noise_matches_the_training_evaluation_of_the_same_checkpoint(data_
     assert record["AP50"] == pytest.approx(final["bbox/AP50"], abs=1e-6)  # training's evaluation
     assert math.isfinite(record["AP50_bootstrap_sd"]) and record["AP50_bootstrap_sd"] >= 0
     assert record["resamples"] == 100 and record["images"] == TINY_DATA["num_test"]
+    # against itself (the same checkpoint run again): the same AP50, and no difference in any resample
+    assert record["compare_AP50"] == record["AP50"] and record["difference_bootstrap_sd"] == 0.0
     with open(os.path.join(out, "eval_noise.json")) as f:
         assert json.load(f) == record

@@ -46,6 +46,12 @@ def argument_parser():
         "--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)"
     )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument(
+        "--compare-weights",
+        default=None,
+        metavar="FILE",
+        help="a second checkpoint: also the bootstrap sd of the paired AP50 difference",
+    )
     return parser
 
 
@@ -59,13 +65,25 @@ def main(args):
             % weights
         )
     output_dir = args.output_dir or os.path.join(cfg.OUTPUT_DIR, "eval_noise")
-    record = evaluation_noise(cfg, weights, output_dir, resamples=args.resamples, seed=args.seed)
+    record = evaluation_noise(
+        cfg,
+        weights,
+        output_dir,
+        resamples=args.resamples,
+        seed=args.seed,
+        compare_weights=args.compare_weights,
+    )
     if record is not None:
         print(json.dumps(record, indent=1))
         print(
             "AP50 %.2f, bootstrap sd %.2f (%d resamples of %d test images)"
             % (record["AP50"], record["AP50_bootstrap_sd"], record["resamples"], record["images"])
         )
+        if args.compare_weights:
+            print(
+                "against %s: AP50 %.2f, bootstrap sd of the paired difference %.2f"
+                % (args.compare_weights, record["compare_AP50"], record["difference_bootstrap_sd"])
+            )
     return record
 
 

@@ -37,7 +37,7 @@ from detectron2.utils import comm  # noqa: E402
 
 from ..data.ground_truth import add_voc_difficult, ground_truth_from_dicts  # noqa: E402
 from ..utils.io import atomic_write  # noqa: E402
-from .noise import bootstrap_ap50  # noqa: E402
+from .noise import bootstrap_ap50, bootstrap_paired_ap50  # noqa: E402
 
 __all__ = ["NOISE_KEY", "NOISE_FILE", "DetectionCollector", "truth_of_test_set", "evaluation_noise"]
 
@@ -82,6 +82,9 @@ class DetectionCollector(DatasetEvaluator):
         self.num_classes = len(metadata.thing_classes)
         self.use_07_metric = metadata.get("year") == 2007
         self.detections: Dict[object, tuple] = {}
+        self.gathered: Dict[
+            object, tuple
+        ] = {}  # after evaluate(), on the main process: every image's
 
     def reset(self):
         self.detections = {}
@@ -111,6 +114,7 @@ class DetectionCollector(DatasetEvaluator):
             detections.update(part)
         truth = truth_of_test_set(self.dataset_name)
         detections = {image: detections[image] for image in truth if image in detections}
+        self.gathered = detections  # every process's, for a paired comparison on the main one
         ap50, sd = bootstrap_ap50(
             detections,
             truth,
@@ -131,26 +135,58 @@ class DetectionCollector(DatasetEvaluator):
         }
 
 
-def evaluation_noise(
-    cfg, weights: str, output_dir: str, *, resamples: int = 1000, seed: int = 0
-) -> Optional[dict]:
-    """Run ``weights`` on ``cfg.DATASETS.TEST[0]`` (Detectron2's test loader, as training's
-    evaluation) with :class:`DetectionCollector` and, on a VOC-format set, Detectron2's VOC evaluator
-    beside it; write ``output_dir/eval_noise.json``. Returns the record on the main process."""
-    dataset = cfg.DATASETS.TEST[0]
+def _collect(cfg, weights: str, dataset: str, resamples: int, seed: int):
+    """One checkpoint's pass over ``dataset``: its collector and the evaluators' results."""
     model = build_model(cfg)
     model.eval()
     DetectionCheckpointer(model).load(weights)
-    evaluators = [DetectionCollector(dataset, resamples=resamples, seed=seed)]
+    collector = DetectionCollector(dataset, resamples=resamples, seed=seed)
+    evaluators = [collector]
     if MetadataCatalog.get(dataset).get("evaluator_type") == "pascal_voc":
         evaluators.append(PascalVOCDetectionEvaluator(dataset))
     results = inference_on_dataset(
         model, build_detection_test_loader(cfg, dataset), DatasetEvaluators(evaluators)
     )
+    return collector, results
+
+
+def evaluation_noise(
+    cfg,
+    weights: str,
+    output_dir: str,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    compare_weights: Optional[str] = None,
+) -> Optional[dict]:
+    """Run ``weights`` on ``cfg.DATASETS.TEST[0]`` (Detectron2's test loader, as training's
+    evaluation) with :class:`DetectionCollector` and, on a VOC-format set, Detectron2's VOC evaluator
+    beside it; write ``output_dir/eval_noise.json``. With ``compare_weights`` the second checkpoint
+    runs too, and the record adds its AP50 and the bootstrap sd of the paired difference
+    (:func:`.noise.bootstrap_paired_ap50`, the same resamples). Returns the record on the main
+    process."""
+    dataset = cfg.DATASETS.TEST[0]
+    collector, results = _collect(cfg, weights, dataset, resamples, seed)
+    other = _collect(cfg, compare_weights, dataset, resamples, seed)[0] if compare_weights else None
     if not comm.is_main_process():
         return None
     record = dict(results[NOISE_KEY], dataset=dataset, weights=weights)
     record["voc_evaluator_AP50"] = results["bbox"]["AP50"] if "bbox" in results else None
+    if other is not None:
+        _, other_ap50, difference_sd = bootstrap_paired_ap50(
+            collector.gathered,
+            other.gathered,
+            truth_of_test_set(dataset),
+            resamples,
+            seed,
+            num_classes=collector.num_classes,
+            use_07_metric=collector.use_07_metric,
+        )
+        record.update(
+            compare_weights=compare_weights,
+            compare_AP50=other_ap50,
+            difference_bootstrap_sd=difference_sd,
+        )
     with atomic_write(os.path.join(output_dir, NOISE_FILE)) as f:
         json.dump(record, f, indent=1)
     logger.info(

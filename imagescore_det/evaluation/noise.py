@@ -23,14 +23,16 @@ classes in percent, 11-point for VOC2007 (``use_07_metric``), the area under the
 The bootstrap draws the test images with replacement (an image drawn twice counts twice: its
 boxes and its detections). Each detection's true/false-positive flag depends only on its own
 image's detections, so the matching is done once; a resample re-sorts the drawn detections and
-recomputes precision, recall and AP.
+recomputes precision, recall and AP. Two models' detections on the same test set are resampled
+together (:func:`bootstrap_paired_ap50`): the sd of their AP50 difference is the test set's noise
+in a paired comparison, where what both models find hard moves both.
 """
 
-from typing import Dict, Mapping, Optional, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["voc_ap", "voc_ap50", "bootstrap_ap50"]
+__all__ = ["voc_ap", "voc_ap50", "bootstrap_ap50", "bootstrap_paired_ap50"]
 
 Detections = Mapping[object, Tuple[np.ndarray, np.ndarray, np.ndarray]]
 Truth = Mapping[object, Tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -176,38 +178,75 @@ def bootstrap_ap50(
 ) -> Tuple[float, float]:
     """(AP50 on every test image, :func:`voc_ap50`; the sd (ddof 1) of AP50 over ``resamples``
     bootstrap resamples of the test images, drawn with replacement by ``numpy.random.default_rng(seed)``)."""
+    whole, values = _bootstrap(
+        [detections], truth, resamples, seed, num_classes, use_07_metric, iou
+    )
+    # about the first value: the same sd, and exactly 0 where every resample gives the same AP50
+    return whole[0], float(np.std(values[0] - values[0, 0], ddof=1))
+
+
+def bootstrap_paired_ap50(
+    detections: Detections,
+    other: Detections,
+    truth: Truth,
+    resamples: int = 1000,
+    seed: int = 0,
+    *,
+    num_classes: Optional[int] = None,
+    use_07_metric: bool = True,
+    iou: float = 0.5,
+) -> Tuple[float, float, float]:
+    """(AP50 of ``detections``, AP50 of ``other``, the sd (ddof 1) of their difference over the same
+    ``resamples`` bootstrap resamples of the test images), as :func:`bootstrap_ap50`."""
+    whole, values = _bootstrap(
+        [detections, other], truth, resamples, seed, num_classes, use_07_metric, iou
+    )
+    difference = values[0] - values[1]
+    return whole[0], whole[1], float(np.std(difference - difference[0], ddof=1))
+
+
+def _bootstrap(
+    models: Sequence[Detections],
+    truth: Truth,
+    resamples: int,
+    seed: int,
+    num_classes: Optional[int],
+    use_07_metric: bool,
+    iou: float,
+) -> Tuple[List[float], np.ndarray]:
+    """Each model's AP50 on every image, and [models, resamples] AP50s over one shared stream of
+    bootstrap resamples (each model's detections matched once)."""
     if resamples < 2:
         raise ValueError("resamples must be at least 2, not %d" % resamples)
-    num_classes = _num_classes(detections, truth) if num_classes is None else num_classes
-    matched: Dict[int, tuple] = {
-        cls: _match(detections, truth, cls, iou) for cls in range(num_classes)
-    }
-    whole = float(
-        np.mean(
-            [
-                _ap(tp, fp, int(npos.sum()), use_07_metric) * 100
-                for _, _, tp, fp, npos in matched.values()
-            ]
+    if num_classes is None:
+        num_classes = max(_num_classes(detections, truth) for detections in models)
+    matched = [
+        [_match(detections, truth, cls, iou) for cls in range(num_classes)] for detections in models
+    ]
+    whole = [
+        float(
+            np.mean([_ap(tp, fp, int(npos.sum()), use_07_metric) * 100 for *_, tp, fp, npos in m])
         )
-    )
+        for m in matched
+    ]
     rng = np.random.default_rng(seed)
     n = len(truth)
-    values = np.empty(resamples)
+    values = np.empty((len(models), resamples))
     for r in range(resamples):
         counts = np.bincount(rng.integers(0, n, size=n), minlength=n)
-        aps = []
-        for image_of, confidence, tp, fp, npos in matched.values():
-            times = counts[image_of]
-            order = np.argsort(-np.repeat(confidence, times), kind="stable")
-            aps.append(
-                _ap(
-                    np.repeat(tp, times)[order],
-                    np.repeat(fp, times)[order],
-                    int(np.dot(counts, npos)),
-                    use_07_metric,
+        for k, per_class in enumerate(matched):
+            aps = []
+            for image_of, confidence, tp, fp, npos in per_class:
+                times = counts[image_of]
+                order = np.argsort(-np.repeat(confidence, times), kind="stable")
+                aps.append(
+                    _ap(
+                        np.repeat(tp, times)[order],
+                        np.repeat(fp, times)[order],
+                        int(np.dot(counts, npos)),
+                        use_07_metric,
+                    )
+                    * 100
                 )
-                * 100
-            )
-        values[r] = np.mean(aps)
-    # about the first value: the same sd, and exactly 0 where every resample gives the same AP50
-    return whole, float(np.std(values - values[0], ddof=1))
+            values[k, r] = np.mean(aps)
+    return whole, values
