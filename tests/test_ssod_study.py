@@ -97,6 +97,22 @@ def test_arms_continue_from_one_teacher_per_data_seed_and_a_repeat_reruns_nothin
     } == stamps  # nothing trained again
     assert [a["ap50_mean"] for a in again] == [b["ap50_mean"] for b in summary]
 
+    # A fingerprint taken before a key was added (here: any other hash) does not retrain a run whose
+    # own config.yaml holds this command's settings.
+    done = folder / "teacher" / "done.json"
+    record = json.loads(done.read_text())
+    done.write_text(json.dumps(dict(record, fingerprint="taken by an older version")))
+    # --only-finished trains nothing: data seed 5 has not run, so the tables are data seeds 3 and 4's.
+    argv[argv.index("4") + 1 : argv.index("4") + 1] = ["5"]
+    interim = ssod_study.main(["--only-finished"] + argv)
+    assert {p: p.stat().st_mtime_ns for p in out.glob("data*/seed0/*/stdout.log")} == stamps
+    assert not (out / "data5" / "seed0").exists()
+    assert [a["ap50_mean"] for a in interim] == [b["ap50_mean"] for b in summary]
+    assert (
+        "not finished yet: data5/seed0/control, data5/seed0/imagescore"
+        in (out / "summary.md").read_text()
+    )
+
 
 def test_a_selection_curve_runs_each_arm_at_each_fraction_from_one_teacher(
     empty_data_root, tmp_path
@@ -295,3 +311,28 @@ def test_evaluations_come_from_the_evaluation_log(tmp_path):
         4: (10.0, 4.0, 9.0),
         6: (13.0, 6.0, None),
     }  # a later line wins
+
+
+def test_a_finished_run_is_judged_by_its_own_config_where_keys_were_added_since(tmp_path):
+    """A run whose config.yaml lacks a key the project added since trained as the current config does
+    while that key is at its default; any other difference counts."""
+    from imagescore_det.config import build_config
+
+    cfg = build_config(DEMO_CONFIG, ["IMAGESCORE.SYNTHETIC.SEED", "7", "OUTPUT_DIR", "/a/run"])
+    ran = yaml.safe_load(cfg.dump())
+    del ran["IMAGESCORE"]["SYNTHETIC"]["DISTRACTOR_FRACTION"]  # as written before the key existed
+    ran["OUTPUT_DIR"] = "/another/folder"  # where it ran does not shape it
+    saved = tmp_path / "config.yaml"
+
+    def changed(current, saved_config=ran):
+        saved.write_text(yaml.safe_dump(saved_config))
+        return runner.changed_settings(str(saved), current)
+
+    assert changed(cfg) == []
+    moved = build_config(DEMO_CONFIG, ["IMAGESCORE.SYNTHETIC.SEED", "7", "IMAGESCORE.SYNTHETIC.DISTRACTOR_FRACTION", "0.5"])  # fmt: skip
+    assert changed(moved) == ["IMAGESCORE.SYNTHETIC.DISTRACTOR_FRACTION"]
+    assert changed(build_config(DEMO_CONFIG, ["IMAGESCORE.SYNTHETIC.SEED", "8"])) == [
+        "IMAGESCORE.SYNTHETIC.SEED"
+    ]
+    removed = dict(ran, OLD_KEY=1)  # a key the project has dropped since
+    assert changed(cfg, removed) == ["OLD_KEY"]

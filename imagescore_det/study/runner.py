@@ -19,16 +19,18 @@ import time
 from typing import List, Optional, Sequence, Tuple
 
 import torch
+import yaml
 
 from imagescore_det.utils.detectron2_import import require_detectron2
 
 require_detectron2()
 
+from detectron2.config import get_cfg  # noqa: E402
 from detectron2.data import MetadataCatalog  # noqa: E402
 from fvcore.common.checkpoint import Checkpointer  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from ..config import build_config  # noqa: E402
+from ..config import add_imagescore_config, build_config  # noqa: E402
 from ..data.ground_truth import ground_truth_of  # noqa: E402
 from ..data.pseudo_labels import load_pseudo_labels  # noqa: E402
 from ..data.registry import parse_dataset_entry  # noqa: E402
@@ -201,6 +203,11 @@ def parse_study_args(argv=None, description: str = ""):
         "--threads", type=int, default=1, help="OMP_NUM_THREADS of each process (default 1)"
     )
     parser.add_argument(
+        "--only-finished",
+        action="store_true",
+        help="train nothing: write the tables from the runs that have finished (a study under way)",
+    )
+    parser.add_argument(
         "opts",
         nargs=argparse.REMAINDER,
         default=[],
@@ -337,6 +344,39 @@ def protocol_note(test_set: str) -> str:
     )
 
 
+def _flat(node, prefix: str = "") -> dict:
+    """``{"A.B.C": value}`` of a nested config dict (as yaml.safe_load reads a dumped CfgNode)."""
+    found = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            found.update(_flat(value, prefix + key + "."))
+        else:
+            found[prefix + key] = value
+    return found
+
+
+def changed_settings(run_config_file: str, cfg) -> List[str]:
+    """The config keys on which a finished run's own config (Detectron2's ``OUTPUT_DIR/config.yaml``)
+    differs from ``cfg``, OUTPUT_DIR aside. A key the run's config lacks (a key added to the project
+    since) counts only where ``cfg`` holds it off its default: the project adds keys whose defaults
+    keep the behaviour of before, so such a run trained as ``cfg`` would."""
+    with open(run_config_file) as f:
+        ran = _flat(yaml.safe_load(f))
+    current = _flat(yaml.safe_load(cfg.dump()))
+    defaults = get_cfg()
+    add_imagescore_config(defaults)
+    default = _flat(yaml.safe_load(defaults.dump()))
+
+    def differs(key: str) -> bool:
+        if key not in current:  # removed since the run
+            return True
+        if key not in ran:  # added since the run
+            return current[key] != default.get(key)
+        return ran[key] != current[key]
+
+    return sorted(key for key in set(ran) | set(current) if key != "OUTPUT_DIR" and differs(key))
+
+
 def last_error_line(log_file: str) -> str:
     """The last non-empty line of a failed run's log: usually its exception."""
     with open(log_file, errors="replace") as f:
@@ -397,19 +437,42 @@ class Study:
             shaped_by["teacher"] = self.fingerprint(seed, TEACHER)
         return hashlib.sha256(json.dumps(shaped_by, sort_keys=True).encode()).hexdigest()
 
+    def same_settings(self, seed: int, name: str, fraction: Optional[float] = None) -> bool:
+        """Whether a finished run whose fingerprint differs trained with this command's settings all
+        the same (:func:`changed_settings` finds nothing for it and, for an arm, for its teacher):
+        its fingerprint was taken before keys were added. Only where the data is a synthetic set,
+        which its config fixes."""
+        cfg = self.run_config(seed, name, fraction)
+        saved = os.path.join(self.folder(seed, name, fraction), "config.yaml")
+        if data_fingerprint(cfg) or not os.path.isfile(saved) or changed_settings(saved, cfg):
+            return False
+        return name == TEACHER or self.same_settings(seed, TEACHER)
+
+    def finished(self, seed: int, name: str, fraction: Optional[float] = None) -> Optional[dict]:
+        """The done.json record of a run that need not train again (its fingerprint holds, its
+        settings are the same, or ``args.reuse_stale``); None for one that must."""
+        done = os.path.join(self.folder(seed, name, fraction), DONE)
+        if not os.path.isfile(done):
+            return None
+        with open(done) as f:
+            record = json.load(f)
+        if record.get("fingerprint") == self.fingerprint(
+            seed, name, fraction
+        ) or self.same_settings(seed, name, fraction):
+            return record
+        if self.args.reuse_stale:
+            self.stale.append(self.label(seed, name, fraction))
+            return record
+        return None
+
     def train(self, seed: int, name: str, fraction: Optional[float] = None):
         """Run (or reuse) one training (at ``fraction``, where given); return its done.json record."""
+        record = self.finished(seed, name, fraction)
+        if record is not None:
+            return record
         folder = self.folder(seed, name, fraction)
         done = os.path.join(folder, DONE)
         fingerprint = self.fingerprint(seed, name, fraction)
-        if os.path.isfile(done):
-            with open(done) as f:
-                record = json.load(f)
-            if record.get("fingerprint") == fingerprint:
-                return record
-            if self.args.reuse_stale:
-                self.stale.append(self.label(seed, name, fraction))
-                return record
         shutil.rmtree(
             folder, ignore_errors=True
         )  # unfinished or stale: starts over from its teacher
@@ -513,11 +576,16 @@ def run_study(args, command: str, train_net: str):
         total=len(studies) * len(args.seeds) * (1 + len(runs)), desc="ssod study", unit="run"
     )
 
+    only_finished = getattr(args, "only_finished", False)
+
     def job(study, seed, name, fraction=None, teacher_future=None):
-        if teacher_future is not None:
-            teacher_future.result()  # submitted earlier, so already running or done: no deadlock
-        record = study.train(seed, name, fraction)
+        if teacher_future is not None and teacher_future.result() is None:
+            progress.update()  # (submitted earlier, so already running or done: no deadlock)
+            return None  # --only-finished, and its teacher has not finished
+        record = (study.finished if only_finished else study.train)(seed, name, fraction)
         progress.update()
+        if record is None:
+            return None
         progress.write(
             "%-24s done (%.0f s): AP50 %s"
             % (
@@ -548,19 +616,25 @@ def run_study(args, command: str, train_net: str):
         rows = [
             row
             for (k, seed, arm, fraction), future in arms.items()
+            if future.result() is not None
             for row in studies[k].rows(
                 seed, arm, teachers[(k, seed)].result(), future.result(), fraction
             )
         ]
+        unfinished = [
+            studies[k].label(seed, arm, fraction)
+            for (k, seed, arm, fraction), future in arms.items()
+            if future.result() is None
+        ]
     progress.close()
+    if not rows:
+        raise RuntimeError("--only-finished: no arm of this study has finished yet")
     root = os.path.abspath(args.output_dir)
     swap = cfg.IMAGESCORE.SWAP_ITER
     summary = summarize(rows, swap_iter=swap, final_evals=final_evals)
     write_runs(os.path.join(root, "runs.csv"), rows)
-    trained = sum(
-        r["seconds"]
-        for r in [f.result() for f in teachers.values()] + [f.result() for f in arms.values()]
-    )
+    done = [f.result() for f in list(teachers.values()) + list(arms.values())]
+    trained = sum(record["seconds"] for record in done if record is not None)
     protocol = protocol_note(cfg.DATASETS.TEST[0])
     seeds_note = "Data seeds (IMAGESCORE.SYNTHETIC.SEED): %s; training seeds: %s." % (
         ", ".join(str(study.data_seed) for study in studies),
@@ -570,6 +644,10 @@ def run_study(args, command: str, train_net: str):
         "Wall time of this command: %.1f min (%d processes at a time, %d thread(s) each); the runs' own times add up to %.1f min."
         % ((time.time() - started) / 60, args.jobs, args.threads, trained / 60)
     )
+    if unfinished:
+        note += " Tables from the finished runs only (--only-finished); not finished yet: %s." % (
+            ", ".join(unfinished)
+        )
     stale = [label for study in studies for label in study.stale]
     if stale:
         note += (
