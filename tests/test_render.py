@@ -81,6 +81,7 @@ def test_the_committed_pages_are_up_to_date():
     root = Path(__file__).resolve().parents[1]
     pages = [root / "README.md"] + sorted((root / "docs").glob("*.md"))
     pages += sorted((root / "docs").glob("**/report.md"))  # the classification reports
+    pages += sorted((root / "docs").glob("*/**/README.md"))  # study folders' own pages (room probe)
     result = subprocess.run(
         [sys.executable, "-m", "imagescore_det.reports.render", "--check", *pages],
         capture_output=True,

@@ -83,8 +83,13 @@ def test_arms_continue_from_one_teacher_per_data_seed_and_a_repeat_reruns_nothin
         with open(done) as f:
             fingerprints.add(json.load(f)["fingerprint"])
     assert len(fingerprints) == 6  # each data seed's teacher and arms fingerprinted apart
-    for name in ("summary.csv", "summary.md", "ap50_curves.png"):
+    for name in ("per_seed.csv", "summary.csv", "summary.md", "ap50_curves.png"):
         assert (out / name).stat().st_size > 0
+    with open(out / "per_seed.csv") as f:
+        runs = list(csv.DictReader(f))
+    assert [(r["arm"], r["data_seed"], r["evals"]) for r in runs] == [
+        (arm, data_seed, "3") for arm in ("control", "imagescore") for data_seed in ("3", "4")
+    ]  # one row per run, its final figure over the 3 evaluations after the swap
     md = (out / "summary.md").read_text()
     assert "Data seeds (IMAGESCORE.SYNTHETIC.SEED): 3, 4" in md
     assert "This study can detect differences of about ±" in md and "Evaluation noise:" in md

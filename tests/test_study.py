@@ -1,7 +1,7 @@
 """The study's summary arithmetic on hand-made runs.csv files, checked against closed forms and
 NumPy: one data seed in the layout before data seeds, two data seeds pooled and apart, arms at
-several selection fractions with their distractor shares, and the committed study tables
-(docs/detection_study) summarized again from their runs.csv."""
+several selection fractions with their distractor shares, the per-seed rows behind the summary,
+and the committed study tables (docs/detection_study) summarized again from their runs.csv."""
 
 import csv
 import math
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from imagescore_det.study.summary import (
+    PER_SEED_COLUMNS,
     POOLED,
     RUN_COLUMNS,
     arm_label,
@@ -20,13 +21,16 @@ from imagescore_det.study.summary import (
     final_ap50,
     neighbour_sd,
     noise_note,
+    per_seed,
     plot_curves,
     plot_selection_curve,
     read_runs,
     summarize,
+    write_per_seed,
     write_runs,
     write_summary,
 )
+from imagescore_det.study.summary import main as summary_main
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "detection_study"
 #: runs.csv before data seeds: no data_seed column.
@@ -416,3 +420,122 @@ def test_the_committed_study_tables_summarize_again_from_their_runs_csv(folder):
                 assert row[column] == pytest.approx(expected, rel=1e-3, abs=1e-9), (row["arm"], column)  # fmt: skip
     # The default figure (the mean of the last 3 evaluations after the swap) is defined for every arm.
     assert all(math.isfinite(row["ap50_mean"]) for row in summarize(rows, swap_iter=2400))
+
+
+# ------------------------------------------------------------------ per seed
+
+
+def test_per_seed_rows_are_each_runs_figures_and_paired_differences(runs_csv):
+    rows = per_seed(read_runs(runs_csv))
+    assert [(r["arm"], r["seed"]) for r in rows] == [
+        (arm, seed) for arm in FINAL for seed in range(3)
+    ]
+    by_run = {(r["arm"], r["seed"]): r for r in rows}
+    for seed in range(3):
+        ours = by_run[("imagescore", seed)]
+        assert (
+            ours["ap50_at_swap"] == 55.0 + seed and ours["iteration"] == 900 and ours["evals"] == 1
+        )
+        assert ours["ap50"] == ours["ap50_last"] == FINAL["imagescore"][seed]
+        assert ours["drift_after_swap"] == pytest.approx(FINAL["imagescore"][seed] - 55.0 - seed)
+        assert ours["delta_vs_control"] == pytest.approx(
+            FINAL["imagescore"][seed] - FINAL["control"][seed]
+        )
+        assert ours["delta_vs_random"] == pytest.approx(
+            FINAL["imagescore"][seed] - FINAL["random"][seed]
+        )
+        assert math.isnan(ours["delta_vs_all"])  # no all arm
+        assert (ours["images"], ours["boxes"], ours["precision"], ours["recall"]) == (
+            10,
+            20,
+            0.75,
+            0.5,
+        )
+        control = by_run[("control", seed)]
+        assert control["delta_vs_control"] == 0.0 and control["ap50_at_swap"] == 55.0 + seed
+
+
+def test_the_summarys_means_are_the_means_of_the_per_seed_rows(two_data_seeds):
+    """Pooled over two data seeds and per data seed."""
+    summary = summarize(two_data_seeds, swap_iter=SWAP, final_evals=3)
+    rows = per_seed(two_data_seeds, swap_iter=SWAP, final_evals=3)
+    for row in summary:
+        runs = [
+            r
+            for r in rows
+            if r["arm"] == row["arm"] and row["data_seed"] in (POOLED, r["data_seed"])
+        ]
+        assert len(runs) == row["seeds"]
+        assert np.mean([r["delta_vs_control"] for r in runs]) == pytest.approx(
+            row["delta_vs_control"], rel=1e-12
+        )
+        assert np.mean([r["ap50"] for r in runs]) == pytest.approx(row["ap50_mean"], rel=1e-12)
+    run = next(r for r in rows if (r["arm"], r["data_seed"], r["seed"]) == ("imagescore", 2, 1))
+    assert run["ap50"] == pytest.approx(np.mean(CURVES[("imagescore", 2)][1][-3:]))  # 70, 70, 70
+    assert run["drift_after_swap"] == 20.0 and run["evals"] == 3  # 70 - the teacher's 50
+
+
+def test_per_seed_pairs_each_fraction_with_random_at_that_fraction(at_fractions):
+    rows = {
+        (arm_label(r["arm"], r["fraction"]), r["seed"]): r
+        for r in per_seed(at_fractions, swap_iter=600)
+    }
+    for seed in range(3):
+        ours = rows[("imagescore@0.1", seed)]
+        assert ours["fraction"] == 0.1
+        assert ours["delta_vs_random"] == pytest.approx(
+            finals("imagescore", "0.1")[seed] - finals("random", "0.1")[seed]
+        )
+        assert ours["delta_vs_all"] == pytest.approx(
+            finals("imagescore", "0.1")[seed] - finals("all", "")[seed]
+        )
+        assert math.isnan(rows[("all", seed)]["delta_vs_random"])  # random ran at two fractions
+        assert math.isnan(rows[("control", seed)]["images"])  # nothing pseudo-labelled
+
+
+def test_per_seed_csv_is_written_with_counts_as_integers_and_floats_in_full(runs_csv, tmp_path):
+    folder = Path(runs_csv).parent
+    assert summary_main([str(folder)]) == 0
+    with open(folder / "per_seed.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0]) == PER_SEED_COLUMNS and len(table) == 12
+    ours = next(r for r in table if r["arm"] == "imagescore" and r["seed"] == "1")
+    assert (ours["images"], ours["boxes"], ours["precision"]) == ("10", "20", "0.75")
+    assert float(ours["delta_vs_control"]) == 62.5 - 62.0 and ours["delta_vs_all"] == ""
+    rows = per_seed(read_runs(runs_csv))
+    write_per_seed(str(tmp_path / "again.csv"), rows)
+    with open(tmp_path / "again.csv", newline="") as f:
+        again = list(csv.DictReader(f))
+    assert again == table
+    assert [float(r["ap50_at_swap"]) for r in again] == [r["ap50_at_swap"] for r in rows]
+
+
+#: The committed study folders with a per_seed.csv, and the final_evals their summary was made with.
+COMMITTED_PER_SEED = {
+    "data_seed0": 1,
+    "data_seed1": 1,
+    "mechanisms_converged/weak_view_ratio_0.5": 1,
+    "short_schedule": 1,
+    "short_schedule/ranking": 1,
+    "room_probe": 3,
+}
+
+
+@pytest.mark.parametrize("folder", sorted(COMMITTED_PER_SEED))
+def test_the_committed_per_seed_tables_are_written_again_from_their_runs_csv(folder, tmp_path):
+    """Each committed per_seed.csv is what per_seed writes from the runs.csv beside it, with the
+    final figure its summary.csv took; its paired differences average to that summary's deltas."""
+    rows = per_seed(
+        read_runs(str(DOCS / folder / "runs.csv")), final_evals=COMMITTED_PER_SEED[folder]
+    )
+    write_per_seed(str(tmp_path / "per_seed.csv"), rows)
+    assert (tmp_path / "per_seed.csv").read_text() == (DOCS / folder / "per_seed.csv").read_text()
+    with open(DOCS / folder / "summary.csv") as f:
+        committed = list(csv.DictReader(f))
+    for row in committed:
+        runs = [r for r in rows if r["arm"] == row["arm"]]
+        assert len(runs) == int(row["seeds"])
+        expected = float(row["delta_vs_control"])
+        assert np.mean([r["delta_vs_control"] for r in runs]) == pytest.approx(
+            expected, rel=1e-3, abs=1e-9
+        )

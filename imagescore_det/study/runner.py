@@ -48,9 +48,11 @@ from .summary import (  # noqa: E402
     detectable_note,
     drift_note,
     noise_note,
+    per_seed,
     plot_curves,
     plot_selection_curve,
     summarize,
+    write_per_seed,
     write_runs,
     write_summary,
 )
@@ -633,6 +635,10 @@ def run_study(args, command: str, train_net: str):
     swap = cfg.IMAGESCORE.SWAP_ITER
     summary = summarize(rows, swap_iter=swap, final_evals=final_evals)
     write_runs(os.path.join(root, "runs.csv"), rows)
+    write_per_seed(
+        os.path.join(root, "per_seed.csv"),
+        per_seed(rows, swap_iter=swap, final_evals=final_evals),
+    )
     done = [f.result() for f in list(teachers.values()) + list(arms.values())]
     trained = sum(record["seconds"] for record in done if record is not None)
     protocol = protocol_note(cfg.DATASETS.TEST[0])
@@ -677,7 +683,7 @@ def run_study(args, command: str, train_net: str):
         title="AP50 against iteration (%d data seed(s) x %d seeds)"
         % (len(studies), len(args.seeds)),
     )
-    written = ["runs.csv", "summary.csv", "summary.md", "ap50_curves.png"]
+    written = ["runs.csv", "per_seed.csv", "summary.csv", "summary.md", "ap50_curves.png"]
     if fractions:
         plot_selection_curve(
             summary,

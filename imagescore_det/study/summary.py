@@ -38,11 +38,19 @@ seed) and, where there are two or more data seeds, one row per arm label and dat
 - ``distractors_kept``: the mean over the row's runs of the share of a run's kept images that are
   distractors; empty where the set has no kinds or the arm keeps nothing.
 
+**per_seed.csv** (:func:`per_seed`) has one row per run: the figures whose means and paired tests the
+summary reports, so a study page can show each seed's values and differences. ``python -m
+imagescore_det.study.summary FOLDER ...`` writes it beside each FOLDER/runs.csv (the tool writes it
+itself; this is for study folders written before it did).
+
 No Detectron2 here: the tool writes runs.csv, this module reads it (and so does its test).
 """
 
+import argparse
 import csv
 import math
+import os
+import sys
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -52,6 +60,7 @@ from ..utils.io import atomic_write
 __all__ = [
     "RUN_COLUMNS",
     "SUMMARY_COLUMNS",
+    "PER_SEED_COLUMNS",
     "POOLED",
     "DEFAULT_FINAL_EVALS",
     "read_runs",
@@ -62,6 +71,8 @@ __all__ = [
     "final_ap50",
     "neighbour_sd",
     "summarize",
+    "per_seed",
+    "write_per_seed",
     "control_drift",
     "drift_note",
     "noise_note",
@@ -69,6 +80,7 @@ __all__ = [
     "write_summary",
     "plot_curves",
     "plot_selection_curve",
+    "main",
 ]
 
 RUN_COLUMNS = [
@@ -107,6 +119,28 @@ SUMMARY_COLUMNS = [
     "neighbour_sd",
     "distractors_kept",
 ]
+#: per_seed.csv: one row per run (arm label, data seed, training seed); see :func:`per_seed`.
+PER_SEED_COLUMNS = [
+    "arm",
+    "fraction",
+    "data_seed",
+    "seed",
+    "iteration",
+    "evals",
+    "ap50_at_swap",
+    "ap50",
+    "ap50_last",
+    "drift_after_swap",
+    "delta_vs_control",
+    "delta_vs_random",
+    "delta_vs_all",
+    "images",
+    "boxes",
+    "precision",
+    "recall",
+]
+#: The pseudo-label statistics of a run that per_seed.csv keeps (runs.csv's columns).
+_PSEUDO_LABEL_COLUMNS = ("images", "boxes", "precision", "recall")
 #: ``data_seed`` of a summary row that pools every data seed.
 POOLED = "pooled"
 #: How many of a run's last evaluations after the swap its final figure averages.
@@ -249,19 +283,57 @@ def neighbour_sd(
     return found
 
 
-def distractor_shares(rows: Sequence[Mapping[str, object]]) -> Dict[str, Dict[RunKey, float]]:
-    """``{arm label: {run key: share of its kept images that are distractors}}`` of the runs whose rows
-    record it (its selection's count, :func:`..detection.selection.distractors_kept`; a run's
-    statistics sit on its rows after the swap)."""
-    shares: Dict[str, Dict[RunKey, float]] = {}
+def _at_swap(points: Sequence[Mapping], swap_iter: Optional[int]) -> float:
+    """A run's AP50 at the swap (``swap_iter`` None: its first evaluation); NaN where it has none."""
+    swap = points[0]["iteration"] if swap_iter is None else swap_iter
+    values = [row["ap50"] for row in points if row["iteration"] == swap]
+    return values[-1] if values else float("nan")
+
+
+def _largest_move(points: Sequence[Mapping], swap_iter: Optional[int]) -> float:
+    """Largest |AP50 - AP50 at the swap| over a run's evaluations after the swap (``points`` by
+    iteration); NaN without evaluations at and after it."""
+    at_swap = _at_swap(points, swap_iter)
+    moves = [abs(row["ap50"] - at_swap) for row in _after_swap(points, swap_iter)]
+    return max(moves, default=float("nan"))
+
+
+def _run_statistic(
+    rows: Sequence[Mapping[str, object]], column: str
+) -> Dict[str, Dict[RunKey, float]]:
+    """``{arm label: {run key: the first value of ``column`` on its rows}}`` of the runs whose rows
+    record it (a run's pseudo-label statistics sit on its rows after the swap)."""
+    found: Dict[str, Dict[RunKey, float]] = {}
     for label, by_run in _runs(rows).items():
         for key, points in by_run.items():
             for row in points:
-                share = _number(row.get("distractors_kept"))
-                if not math.isnan(share):
-                    shares.setdefault(label, {})[key] = share
+                value = _number(row.get(column))
+                if not math.isnan(value):
+                    found.setdefault(label, {})[key] = value
                     break
-    return shares
+    return found
+
+
+def distractor_shares(rows: Sequence[Mapping[str, object]]) -> Dict[str, Dict[RunKey, float]]:
+    """``{arm label: {run key: share of its kept images that are distractors}}`` of the runs whose rows
+    record it (its selection's count, :func:`..detection.selection.distractors_kept`)."""
+    return _run_statistic(rows, "distractors_kept")
+
+
+def _arm_labels(rows: Sequence[Mapping[str, object]]) -> Dict[str, Tuple[str, object]]:
+    """``{arm label: (arm, fraction)}`` in the order the labels first appear."""
+    return {_label_of(row): (row["arm"], _fraction(row.get("fraction", ""))) for row in rows}
+
+
+def _reference(arms: Mapping[str, Tuple[str, object]], arm: str, fraction) -> str:
+    """The label of ``arm`` that a run at ``fraction`` is compared with: ``arm`` at that fraction,
+    else without one, else at its only fraction (a run without one against a study of one
+    fraction); ``arm`` itself (no runs: NaN) where none of these ran."""
+    ran = [label for label, (name, _) in arms.items() if name == arm]
+    for label in (arm_label(arm, fraction), arm):
+        if label in ran:
+            return label
+    return ran[0] if len(ran) == 1 and fraction == "" else arm
 
 
 def _paired(final, arm: str, reference: str, keys=None) -> np.ndarray:
@@ -313,18 +385,7 @@ def summarize(
     final = final_ap50(rows, swap_iter, final_evals)
     noise = neighbour_sd(rows, swap_iter)
     shares = distractor_shares(rows)
-    arms = {_label_of(row): (row["arm"], _fraction(row.get("fraction", ""))) for row in rows}
-
-    def reference_of(arm: str, fraction) -> str:
-        """The label of ``arm`` a row at ``fraction`` is compared with: ``arm`` at that fraction,
-        else without one, else at its only fraction (a row without one against a study of one
-        fraction); ``arm`` itself (no runs: NaN) where none of these ran."""
-        ran = [label for label, (name, _) in arms.items() if name == arm]
-        for label in (arm_label(arm, fraction), arm):
-            if label in ran:
-                return label
-        return ran[0] if len(ran) == 1 and fraction == "" else arm
-
+    arms = _arm_labels(rows)
     data_seeds = list(dict.fromkeys(run_key(row)[0] for row in rows))
     groups = [(POOLED, None)] + (
         [(data_seed, data_seed) for data_seed in data_seeds] if len(data_seeds) > 1 else []
@@ -351,10 +412,12 @@ def summarize(
             arm, fraction = arms[name]
             runs = [final[name][k] for k in keys]
             values = np.array([run["ap50"] for run in runs], dtype=np.float64)
-            own_control = reference_of(control, fraction)
+            own_control = _reference(arms, control, fraction)
             differences, delta, p = versus(name, own_control, set(keys))
-            _, delta_random, p_random = versus(name, reference_of("random", fraction), set(keys))
-            _, delta_all, p_all = versus(name, reference_of("all", fraction), set(keys))
+            _, delta_random, p_random = versus(
+                name, _reference(arms, "random", fraction), set(keys)
+            )
+            _, delta_all, p_all = versus(name, _reference(arms, "all", fraction), set(keys))
             summary.append(
                 {
                     "arm": arm,
@@ -394,16 +457,76 @@ def control_drift(
     swap}``: how far the labelled-only model still moves in the phase where the swapping arms train
     (a plateau keeps it within about 1 point). Runs without a control evaluation at the swap and
     after it are left out."""
-    by_run: Dict[RunKey, Dict[int, float]] = {}
-    for row in rows:
-        if row["arm"] == control:
-            by_run.setdefault(run_key(row), {})[row["iteration"]] = row["ap50"]
-    drift = {}
-    for key, points in by_run.items():
-        after = [value for iteration, value in points.items() if iteration > swap_iter]
-        if swap_iter in points and after:
-            drift[key] = max(abs(value - points[swap_iter]) for value in after)
-    return drift
+    moves = {
+        key: _largest_move(points, swap_iter)
+        for by_run in _runs([row for row in rows if row["arm"] == control]).values()
+        for key, points in by_run.items()
+    }
+    return {key: move for key, move in moves.items() if not math.isnan(move)}
+
+
+def per_seed(
+    rows: Sequence[Mapping[str, object]],
+    control: str = "control",
+    *,
+    swap_iter: Optional[int] = None,
+    final_evals: int = DEFAULT_FINAL_EVALS,
+) -> List[Dict[str, object]]:
+    """per_seed.csv's rows: one per run, by arm label in the order of :func:`summarize`, then by run.
+
+    ``ap50`` is the run's final figure (:func:`final_ap50`, as :func:`summarize` takes it, over
+    ``evals`` evaluations), ``ap50_last`` its last evaluation's (at ``iteration``), ``ap50_at_swap``
+    its evaluation at the swap (the teacher's, which every arm resumes), ``drift_after_swap`` the
+    largest |AP50 - AP50 at the swap| after it (on control: how far the labelled-only model still
+    moves); ``delta_vs_control`` / ``delta_vs_random`` / ``delta_vs_all`` are the per-run paired
+    differences of final figures whose means the summary reports (NaN where that arm did not run
+    the pair); images, boxes, precision, recall: the run's pseudo labels (NaN for arms without)."""
+    final = final_ap50(rows, swap_iter, final_evals)
+    arms = _arm_labels(rows)
+    statistics = {column: _run_statistic(rows, column) for column in _PSEUDO_LABEL_COLUMNS}
+    found = []
+    for label, by_run in _runs(rows).items():
+        arm, fraction = arms[label]
+        references = {
+            "delta_vs_%s" % column: _reference(arms, name, fraction)
+            for column, name in (("control", control), ("random", "random"), ("all", "all"))
+        }
+        for key, points in by_run.items():
+            run = final[label][key]
+            row = {
+                "arm": arm,
+                "fraction": fraction,
+                "data_seed": key[0],
+                "seed": key[1],
+                "iteration": run["iteration"],
+                "evals": run["evals"],
+                "ap50_at_swap": _at_swap(points, swap_iter),
+                "ap50": run["ap50"],
+                "ap50_last": run["ap50_last"],
+                "drift_after_swap": _largest_move(points, swap_iter),
+            }
+            for column, reference in references.items():
+                other = final.get(reference, {}).get(key)
+                row[column] = run["ap50"] - other["ap50"] if other else float("nan")
+            for column, by_label in statistics.items():
+                row[column] = by_label.get(label, {}).get(key, float("nan"))
+            found.append(row)
+    return found
+
+
+def write_per_seed(path: str, rows: Sequence[Mapping[str, object]]) -> None:
+    """per_seed.csv: :func:`per_seed`'s rows, empty cells where undefined, counts as integers, the
+    other figures at full precision (a page renders them at its own)."""
+
+    def cell(column, value):
+        if isinstance(value, float) and math.isnan(value):
+            return ""
+        return int(value) if column in ("images", "boxes") else value
+
+    with atomic_write(path, newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(PER_SEED_COLUMNS)
+        writer.writerows([[cell(c, row[c]) for c in PER_SEED_COLUMNS] for row in rows])
 
 
 def _run_label(key: RunKey) -> str:
@@ -601,3 +724,34 @@ def _save_plot(figure, axes, path: str, xlabel: str, ylabel: str, title: str) ->
     with atomic_write(path, "wb") as f:
         figure.savefig(f, format="png", dpi=100)
     plt.close(figure)
+
+
+def main(argv=None) -> int:
+    """Write per_seed.csv beside each study folder's runs.csv."""
+    parser = argparse.ArgumentParser(
+        description="per_seed.csv beside each FOLDER/runs.csv (tools/ssod_study.py writes it itself)"
+    )
+    parser.add_argument("folders", nargs="+", help="study output folders holding a runs.csv")
+    parser.add_argument(
+        "--swap-iter",
+        type=int,
+        default=None,
+        help="IMAGESCORE.SWAP_ITER of the study (default: each run's first evaluation)",
+    )
+    parser.add_argument(
+        "--final-evals",
+        type=int,
+        default=DEFAULT_FINAL_EVALS,
+        help="evaluations a run's final figure averages, as the folder's summary took it",
+    )
+    args = parser.parse_args(argv)
+    for folder in args.folders:
+        rows = read_runs(os.path.join(folder, "runs.csv"))
+        path = os.path.join(folder, "per_seed.csv")
+        write_per_seed(path, per_seed(rows, swap_iter=args.swap_iter, final_evals=args.final_evals))
+        print("wrote %s" % path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
