@@ -1,9 +1,12 @@
 """The online mean teacher (IMAGESCORE.REGIME mean_teacher) on the tiny schedule, on CPU: the EMA,
-the teacher outside the optimizer, the gate, the two views, resume and the evaluation log."""
+the teacher outside the optimizer, the gate, the two views, an unreadable image skipped, resume and
+the evaluation log."""
 
 import copy
 import json
 import os
+import re
+import shutil
 
 import pytest
 import torch
@@ -12,10 +15,11 @@ pytest.importorskip("detectron2")
 pytestmark = pytest.mark.detectron2
 
 from detectron2.data import DatasetCatalog  # noqa: E402
-from helpers import DEMO_CONFIG, TINY_OPTS, schedule, train_args  # noqa: E402
+from helpers import DEMO_CONFIG, TINY_DATA, TINY_OPTS, schedule, train_args  # noqa: E402
 
 from imagescore_det.config import build_config  # noqa: E402
 from imagescore_det.data.pseudo_mapper import WEAK_IMAGE_KEY, WeakStrongViewMapper  # noqa: E402
+from imagescore_det.data.voc import synthetic_root  # noqa: E402
 from imagescore_det.detection.gate import ScoreGate  # noqa: E402
 from imagescore_det.engine import ImageScoreTrainer, setup  # noqa: E402
 from imagescore_det.engine.mean_teacher import ema_update  # noqa: E402
@@ -147,6 +151,39 @@ def test_teacher_is_evaluated_with_the_student_beside_it(mean_teacher_run):
     assert "Gate (box mode) rebuilt from the teacher at iteration 4" in log
     assert "Mean teacher, iterations up to 8: labelled 8 images with" in log
     assert "(the mean teacher; the student: " in log
+
+
+def test_an_unreadable_unlabelled_image_is_skipped_named_once_and_counted(data_root, tmp_path):
+    """Two of the unlabelled images copied into a folder set, one overwritten with garbage: the
+    stream draws it in every sampler epoch (at least 3 times in the 4 pseudo batches), the run
+    finishes, the log names the file once and the period line counts every skip."""
+    source = os.path.join(synthetic_root(data_root, TINY_DATA), "VOC2012", "JPEGImages")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    good, bad = sorted(os.listdir(source))[:2]
+    shutil.copy(os.path.join(source, good), photos / good)
+    (photos / bad).write_bytes(b"\x00not a jpeg\xff" * 64)
+    bad_file = str(photos / bad)
+    register = ["mean_teacher_photos=folder:%s" % photos]
+    trainer = trained(
+        tmp_path / "run",
+        8,
+        *("IMAGESCORE.REGISTER_DATASETS", repr(register)),
+        *("IMAGESCORE.UNLABELLED_DATASETS", "('mean_teacher_photos',)"),
+    )
+    assert trainer.iter == 8 and trainer.mean_teacher.unreadable_files == {bad_file}
+    with open(os.path.join(trainer.cfg.OUTPUT_DIR, "log.txt")) as f:
+        log = f.read()
+    assert log.count("Skipping %s: it cannot be read as an image" % bad_file) == 1
+    (skipped,) = re.findall(
+        r"Mean teacher, iterations up to 8: .*; (\d+) unreadable images skipped", log
+    )
+    skipped = int(skipped)
+    assert skipped >= 3
+    with open(os.path.join(trainer.cfg.OUTPUT_DIR, "metrics.json")) as f:
+        (period,) = [m for m in map(json.loads, f) if "mean_teacher/images" in m]
+    assert period["mean_teacher/unreadable_images"] == skipped
+    assert period["mean_teacher/images"] == 8 - skipped  # the good image: every other draw
 
 
 def test_resuming_halfway_gives_the_weights_of_an_uninterrupted_run(data_root, tmp_path):

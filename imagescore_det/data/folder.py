@@ -5,10 +5,11 @@ image ids are the paths relative to the folder (``"2024/june/IMG_0001.jpg"``), s
 however often, and from wherever, the folder is read. Records carry no size: Detectron2's
 ``DatasetMapper`` fills ``height``/``width`` in from the decoded image.
 
-In a 10,000-image folder one corrupt file must not end the run, so the scoring pass reads images
-with :class:`SkipUnreadableMapper`: an image that cannot be decoded becomes a marker record (see
-:func:`is_unreadable`) that the pass skips and reports, instead of an exception. Returning ``None``
-would not do: Detectron2's ``MapDataset`` then silently draws another image in its place.
+In a 10,000-image folder one corrupt file must not end the run, so the scoring pass and the mean
+teacher's unlabelled stream read images with :class:`SkipUnreadableMapper`: an image that cannot be
+decoded becomes a marker record (see :func:`is_unreadable`) that the reader skips and reports
+(:func:`warn_unreadable`), instead of an exception. Returning ``None`` would not do: Detectron2's
+``MapDataset`` then silently draws another image in its place.
 """
 
 import logging
@@ -26,6 +27,7 @@ __all__ = [
     "load_image_folder",
     "SkipUnreadableMapper",
     "is_unreadable",
+    "warn_unreadable",
     "UNREADABLE_KEY",
 ]
 
@@ -66,24 +68,34 @@ def is_unreadable(record: Dict) -> bool:
     return UNREADABLE_KEY in record
 
 
+def warn_unreadable(record: Dict) -> None:
+    """The warning that names the file of a marker record and why it was skipped. The reader of the
+    markers gives it (in the main process; a training stream, which draws a file again and again,
+    once per file), not the mapper, which may run in a loader's worker."""
+    logger.warning(
+        "Skipping %s: it cannot be read as an image (%s)",
+        record["file_name"],
+        record[UNREADABLE_KEY],
+    )
+
+
 class SkipUnreadableMapper(DatasetMapper):
     """Detectron2's ``DatasetMapper`` that turns an undecodable image into a marker record.
 
-    The marker keeps ``file_name`` and ``image_id`` and says why under ``UNREADABLE_KEY``; a warning
-    names the file. Decoding errors only (PIL raises OSError, SyntaxError or ValueError); anything
-    else still fails the run.
+    The marker keeps ``file_name``, ``image_id`` and the size where the record gives one (0
+    otherwise: Detectron2's aspect-ratio grouping of a training stream reads it) and says why under
+    ``UNREADABLE_KEY``. Decoding errors only (PIL raises OSError, SyntaxError or ValueError);
+    anything else still fails the run.
     """
 
     def __call__(self, dataset_dict):
         try:
             return super().__call__(dataset_dict)
         except (OSError, SyntaxError, ValueError) as error:
-            reason = "%s: %s" % (type(error).__name__, error)
-            logger.warning(
-                "Skipping %s: it cannot be read as an image (%s)", dataset_dict["file_name"], reason
-            )
             return {
                 "file_name": dataset_dict["file_name"],
                 "image_id": dataset_dict["image_id"],
-                UNREADABLE_KEY: reason,
+                "height": dataset_dict.get("height", 0),
+                "width": dataset_dict.get("width", 0),
+                UNREADABLE_KEY: "%s: %s" % (type(error).__name__, error),
             }

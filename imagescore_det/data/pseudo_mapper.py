@@ -25,6 +25,8 @@ from detectron2.config import configurable  # noqa: E402
 from detectron2.data import DatasetMapper  # noqa: E402
 from detectron2.structures import Boxes  # noqa: E402
 
+from .folder import SkipUnreadableMapper, is_unreadable  # noqa: E402
+
 #: Key of the weak view in a :class:`WeakStrongViewMapper` dict ("image" is the strong view).
 WEAK_IMAGE_KEY = "weak_image"
 
@@ -152,17 +154,20 @@ class PseudoLabelDatasetMapper(DatasetMapper):
         super()._transform_annotations(dataset_dict, transforms, image_shape)
 
 
-class WeakStrongViewMapper(PseudoLabelDatasetMapper):
+class WeakStrongViewMapper(PseudoLabelDatasetMapper, SkipUnreadableMapper):
     """An unlabelled image in the mean teacher's two views, one dict per image (so Detectron2's
     batching and aspect-ratio grouping apply): the weak view, Detectron2's training augmentations
     (the labelled images' geometry), under :data:`WEAK_IMAGE_KEY` for the teacher, and as ``"image"``
     the same view with :func:`strong_augmentations` on top (STRONG_AUGMENTATION; photometric only,
     so boxes found on the weak view hold) for the student. Annotations are dropped: the image is unlabelled.
+    An image that cannot be read becomes :class:`SkipUnreadableMapper`'s marker, for the stream to skip.
     """
 
     def __call__(self, dataset_dict):
         unlabelled = {key: value for key, value in dataset_dict.items() if key != "annotations"}
-        mapped = DatasetMapper.__call__(self, unlabelled)
+        mapped = SkipUnreadableMapper.__call__(self, unlabelled)  # DatasetMapper's, or the marker
+        if is_unreadable(mapped):
+            return mapped
         mapped[WEAK_IMAGE_KEY] = mapped["image"]
         if self.strong_augmentation:
             view = T.AugInput(mapped["image"].permute(1, 2, 0).numpy().copy())

@@ -26,7 +26,7 @@ require_detectron2()
 
 from detectron2.utils import comm  # noqa: E402
 
-from ..data.folder import UNREADABLE_KEY  # noqa: E402
+from ..data.folder import UNREADABLE_KEY, warn_unreadable  # noqa: E402
 from ..data.ground_truth import ground_truth_of  # noqa: E402
 from ..modeling.box_recording import BoxRecorder, to_input_boxes  # noqa: E402
 from ..scoring import ClassReferences, ReferenceBuilder, all_reduce_builders  # noqa: E402
@@ -314,7 +314,8 @@ def score_images(
 ) -> List[ScoredImage]:
     """One pass over ``data_loader``: its images with their pseudo labels and every mode's scores.
 
-    An image the loader's mapper could not read is kept, in its place, as ``ScoredImage.unreadable``.
+    An image the loader's mapper could not read is named in a warning and kept, in its place, as
+    ``ScoredImage.unreadable``.
     Each image goes to ``keep(record, image)`` in loader order as soon as its batch is scored (then
     nothing is returned); without ``keep`` the images are returned in a list.
     """
@@ -337,6 +338,7 @@ def score_images(
         made.update((id(record), image) for record, image in zip(inputs, batch))
 
     def keep_unreadable(record):
+        warn_unreadable(record)
         made[id(record)] = ScoredImage.unreadable(
             record["image_id"], record["file_name"], record[UNREADABLE_KEY]
         )

@@ -12,6 +12,9 @@ teacher as a copy of the student, and from then on, every iteration:
 3. after the optimizer step, the teacher moves towards the student (:func:`ema_update`).
 
 Since the labelling runs when the stream draws the batch, metrics.json's ``data_time`` includes it.
+An unlabelled image that cannot be read is skipped (the scoring pass's markers,
+:class:`~imagescore_det.data.folder.SkipUnreadableMapper`): a warning names it the first time it is
+drawn, and the period's log line counts the skips.
 
 Resume: the teacher's weights are a checkpointable of Detectron2's checkpointer (``"teacher"``);
 the gate's references and thresholds and the drop counts travel in this hook's state. Detectron2
@@ -24,7 +27,7 @@ checkpoint resumes: a run resumed from one gives the weights of the run never in
 import collections
 import copy
 import logging
-from typing import Dict, Iterable, Iterator, List
+from typing import Dict, Iterable, Iterator, List, Set
 
 import torch
 
@@ -37,10 +40,11 @@ from detectron2.structures import Boxes, Instances  # noqa: E402
 from detectron2.utils import comm  # noqa: E402
 from detectron2.utils.env import seed_all_rng  # noqa: E402
 
+from ..data.folder import warn_unreadable  # noqa: E402
 from ..data.pseudo_mapper import WEAK_IMAGE_KEY, WeakStrongViewMapper  # noqa: E402
 from ..detection.gate import ScoreGate  # noqa: E402
 from ..detection.modes import to_scored_image  # noqa: E402
-from ..detection.passes import forward_recorded, unwrap_model  # noqa: E402
+from ..detection.passes import forward_recorded, readable_records, unwrap_model  # noqa: E402
 from ..structures import ScoredImage  # noqa: E402
 
 __all__ = ["MeanTeacherHook", "ema_update", "TEACHER_CHECKPOINTABLE"]
@@ -74,7 +78,9 @@ class MeanTeacherHook(HookBase):
         teacher: the EMA model, in eval mode, with ``requires_grad`` off.
         gate: the :class:`ScoreGate` (None with ``GATE none``).
         start_iter: the iteration the teacher started at (-1 before).
-        counts: what the teacher labelled and the gate dropped since the last log line.
+        counts: what the teacher labelled, the gate dropped and the stream skipped as unreadable
+            since the last log line.
+        unreadable_files: the unlabelled files skipped as unreadable so far (each named once in the log).
     """
 
     def __init__(self, cfg, model):
@@ -85,6 +91,7 @@ class MeanTeacherHook(HookBase):
         self.gate = ScoreGate(self.cfg, self.teacher) if gated else None
         self.start_iter = -1
         self.counts: Dict[str, int] = collections.Counter()
+        self.unreadable_files: Set[str] = set()
 
     @property
     def started(self) -> bool:
@@ -190,8 +197,10 @@ class MeanTeacherHook(HookBase):
 
     def label(self, batch: List[dict]) -> List[dict]:
         """The student's records of ``batch``: each strong view with the teacher's pseudo labels that
-        the gate keeps; images left without a pseudo box are dropped unless IMAGESCORE.KEEP_EMPTY."""
-        images = self.teacher_labels(batch)
+        the gate keeps; images left without a pseudo box are dropped unless IMAGESCORE.KEEP_EMPTY,
+        unreadable ones are skipped (:meth:`skip_unreadable`)."""
+        batch = readable_records(batch, self.skip_unreadable, "Mean teacher")
+        images = self.teacher_labels(batch) if batch else []
         student = []
         for record, image in zip(batch, images):
             kept = self.gate.keep(image) if self.gate is not None else image
@@ -205,6 +214,13 @@ class MeanTeacherHook(HookBase):
                 student.append(student_record(record, kept))
         return student
 
+    def skip_unreadable(self, record: dict) -> None:
+        """Count the skip of an unreadable image; name its file the first time."""
+        self.counts.update(unreadable_images=1)
+        if record["file_name"] not in self.unreadable_files:
+            self.unreadable_files.add(record["file_name"])
+            warn_unreadable(record)
+
     def log_counts(self, done: int) -> None:
         """One line (and metrics.json scalars) on the period that ends after ``done`` iterations."""
         counts = collections.Counter()
@@ -215,13 +231,14 @@ class MeanTeacherHook(HookBase):
             return
         logger.info(
             "Mean teacher, iterations up to %d: labelled %d images with %d pseudo boxes; the %s gate "
-            "dropped %d boxes and %d images",
+            "dropped %d boxes and %d images; %d unreadable images skipped",
             done,
             counts["images"],
             counts["boxes"],
             self.cfg.IMAGESCORE.MEAN_TEACHER.GATE,
             counts["gate_dropped_boxes"],
             counts["gate_dropped_images"],
+            counts["unreadable_images"],
         )
         self.trainer.storage.put_scalars(
             smoothing_hint=False, **{"mean_teacher/" + key: value for key, value in counts.items()}
