@@ -153,6 +153,17 @@ def test_teacher_is_evaluated_with_the_student_beside_it(mean_teacher_run):
     assert "(the mean teacher; the student: " in log
 
 
+def test_eval_only_tests_the_teacher_of_a_mean_teacher_checkpoint(mean_teacher_run):
+    """train_net --eval-only on the run's model_final.pth loads the EMA teacher, not the student."""
+    cfg = mean_teacher_run.cfg
+    weights = os.path.join(cfg.OUTPUT_DIR, "model_final.pth")
+    tested = ImageScoreTrainer.model_to_test(cfg, weights).state_dict()
+    teacher = mean_teacher_run.mean_teacher.teacher.state_dict()
+    student = mean_teacher_run.model.state_dict()
+    assert all(torch.equal(tested[name], teacher[name]) for name in teacher)
+    assert any(not torch.equal(tested[name], student[name]) for name in student)
+
+
 def test_an_unreadable_unlabelled_image_is_skipped_named_once_and_counted(data_root, tmp_path):
     """Two of the unlabelled images copied into a folder set, one overwritten with garbage: the
     stream draws it in every sampler epoch (at least 3 times in the 4 pseudo batches), the run

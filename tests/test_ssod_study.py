@@ -23,6 +23,7 @@ STUDY = TINY_OPTS + schedule(10, swap_iter=4, eval_period=2)
 ITERATIONS = [4, 6, 8, 10]
 
 ssod_study = load_tool("ssod_study")
+eval_study = load_tool("eval_study")
 
 
 def read_rows(out):
@@ -194,7 +195,7 @@ def test_the_study_runs_on_datasets_declared_only_in_the_config(tmp_path, monkey
         entries.append("%s=coco:%s:%s" % (name, json_file, voc / folder / "JPEGImages"))
     out = tmp_path / "study"
     argv = ["--config-file", DEMO_CONFIG, "--seeds", "0", "--arms", "control", "imagescore", "oracle", "--output-dir", str(out),
-            "--jobs", "2", *STUDY, "IMAGESCORE.REGISTER_DATASETS", repr(entries), "DATASETS.TRAIN", "('study_labelled',)",
+            "--jobs", "2", "--metric", "ap", *STUDY, "IMAGESCORE.REGISTER_DATASETS", repr(entries), "DATASETS.TRAIN", "('study_labelled',)",
             "IMAGESCORE.LABELLED_DATASETS", "('study_labelled',)", "IMAGESCORE.UNLABELLED_DATASETS", "('study_unlabelled',)",
             "DATASETS.TEST", "('study_test',)",
             # Every image gets detections: COCOEvaluator reports NaN for a model that detects nothing at all.
@@ -221,6 +222,31 @@ def test_the_study_runs_on_datasets_declared_only_in_the_config(tmp_path, monkey
         out / "seed0" / "oracle" / "config.yaml"
     ) as f:  # the oracle trains on the unlabelled set's ground truth
         assert yaml.safe_load(f)["DATASETS"]["TRAIN"] == ["study_labelled", "study_unlabelled"]
+    assert {row["metric"] for row in summary} == {"ap"}  # --metric ap: differences in COCO-style AP
+    with open(out / "summary.csv") as f:
+        assert {row["metric"] for row in csv.DictReader(f)} == {"ap"}
+
+    # tools/eval_study.py: each arm's model_final.pth on a test set again, here the same one, under
+    # its registered name: the same model on the same images gives the run's last evaluation.
+    again = eval_study.main(["--study", str(out), "--dataset", "study_test", "--metric", "ap"])
+    assert [row["arm"] for row in again] == ["control", "imagescore", "oracle"]
+    tested = read_rows(out / "test_study_test")
+    for arm in ("control", "imagescore", "oracle"):
+        (last,) = [r for r in rows if r["arm"] == arm and int(r["iteration"]) == ITERATIONS[-1]]
+        (ours,) = [r for r in tested if r["arm"] == arm]
+        assert int(ours["iteration"]) == ITERATIONS[-1]
+        assert float(ours["ap50"]) == pytest.approx(float(last["ap50"]), abs=0.05), arm
+        assert float(ours["ap"]) == pytest.approx(float(last["ap"]), abs=0.05), arm
+    cached = out / "seed0" / "control" / "test_study_test.json"
+    before = cached.stat().st_mtime_ns
+    eval_study.main(["--study", str(out), "--dataset", "study_test"])  # cached: nothing evaluated
+    assert cached.stat().st_mtime_ns == before
+    (out / "seed0" / "oracle" / "model_final.pth").write_bytes(b"not a checkpoint")
+    cached.unlink()
+    eval_study.main(["--study", str(out), "--dataset", "study_test"])
+    md = (out / "test_study_test" / "summary.md").read_text()
+    assert "Skipped, could not be evaluated: seed0/oracle" in md  # one bad run is reported
+    assert [r["arm"] for r in read_rows(out / "test_study_test")] == ["control", "imagescore"]
 
 
 def study_cfg(tmp_path, *opts):

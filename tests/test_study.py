@@ -98,6 +98,37 @@ def test_delta_p_value_and_gap_closed_match_hand_computation(runs_csv):
     assert math.isnan(ours["neighbour_sd"])  # one evaluation after the swap: no sd
 
 
+def test_the_metric_ap_compares_the_arms_by_their_ap_not_their_ap50(runs_csv, tmp_path):
+    """With metric "ap" every difference, p and gap comes from the AP column: here imagescore's AP
+    falls behind control's while its AP50 is ahead."""
+    rows = read_runs(runs_csv)
+    ap_of = {"control": [30.0, 31.0, 32.0], "imagescore": [29.0, 30.5, 30.0], "oracle": [40.0] * 3}
+    for row in rows:
+        if row["iteration"] == 900 and row["arm"] in ap_of:
+            row["ap"] = ap_of[row["arm"]][row["seed"]]
+    by_ap = {row["arm"]: row for row in summarize(rows, metric="ap")}
+    by_ap50 = {row["arm"]: row for row in summarize(rows)}
+    ours = by_ap["imagescore"]
+    assert ours["metric"] == "ap" and by_ap50["imagescore"]["metric"] == "ap50"
+    assert ours["delta_vs_control"] == pytest.approx(-3.5 / 3)  # -1, -0.5, -2
+    assert by_ap50["imagescore"]["delta_vs_control"] == pytest.approx(4 / 3)
+    assert ours["p_value"] > 0.5 > by_ap50["imagescore"]["p_value"]
+    assert ours["gap_closed"] == pytest.approx((-3.5 / 3) / 9)  # oracle's AP gap: 10, 9, 8
+    assert ours["ap_mean"] == pytest.approx(89.5 / 3)
+    assert ours["ap_sd"] == pytest.approx(np.std([29.0, 30.5, 30.0], ddof=1))
+    assert ours["ap50_mean"] == by_ap50["imagescore"]["ap50_mean"]  # the means do not depend on it
+    seeds = [r for r in per_seed(rows, metric="ap") if r["arm"] == "imagescore"]
+    assert [r["delta_vs_control"] for r in seeds] == pytest.approx([-1.0, -0.5, -2.0])
+    assert [r["ap"] for r in seeds] == [29.0, 30.5, 30.0]
+    write_summary(summarize(rows, metric="ap"), str(tmp_path / "s.csv"), str(tmp_path / "s.md"))
+    assert "is in AP (IoU 0.50:0.95)" in (tmp_path / "s.md").read_text()
+    assert "±" in detectable_note(summarize(rows, metric="ap")) and " AP (" in detectable_note(
+        summarize(rows, metric="ap")
+    )
+    with pytest.raises(ValueError, match="metric must be one of"):
+        summarize(rows, metric="ap75")
+
+
 def test_without_oracle_gap_closed_is_empty_and_files_are_written(runs_csv, tmp_path):
     rows = [row for row in read_runs(runs_csv) if row["arm"] != "oracle"]
     summary = summarize(rows)
@@ -119,7 +150,7 @@ def test_without_oracle_gap_closed_is_empty_and_files_are_written(runs_csv, tmp_
     )
     md = (tmp_path / "summary.md").read_text()
     assert "| imagescore |  | pooled | 3 | 900 |" in md  # no fraction column: the cell is empty
-    assert "mean of its last 3 evaluation(s) after the swap" in md
+    assert "means of its last 3 evaluation(s) after the swap" in md
     assert "ap50_last_mean is the mean of the runs' last evaluation alone" in md
     plot_curves(rows, str(tmp_path / "curves.png"), swap_iter=600)
     assert (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
@@ -518,6 +549,7 @@ COMMITTED_PER_SEED = {
     "short_schedule": 1,
     "short_schedule/ranking": 1,
     "room_probe": 3,
+    "confirmation": 3,
 }
 
 
@@ -532,7 +564,7 @@ def test_the_committed_per_seed_tables_are_written_again_from_their_runs_csv(fol
     assert (tmp_path / "per_seed.csv").read_text() == (DOCS / folder / "per_seed.csv").read_text()
     with open(DOCS / folder / "summary.csv") as f:
         committed = list(csv.DictReader(f))
-    for row in committed:
+    for row in (r for r in committed if r.get("data_seed", POOLED) == POOLED):
         runs = [r for r in rows if r["arm"] == row["arm"]]
         assert len(runs) == int(row["seeds"])
         expected = float(row["delta_vs_control"])

@@ -14,7 +14,6 @@ from imagescore_det.utils.detectron2_import import require_detectron2_or_help
 
 require_detectron2_or_help(__doc__)
 
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
 
@@ -24,11 +23,7 @@ from imagescore_det.engine import ImageScoreTrainer, launch_main, setup
 def main(args):
     cfg = setup(args, training=True)
     if args.eval_only:
-        model = ImageScoreTrainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-            cfg.MODEL.WEIGHTS, resume=args.resume
-        )
-        return ImageScoreTrainer.test(cfg, model)
+        return ImageScoreTrainer.test_checkpoint(cfg, cfg.MODEL.WEIGHTS, resume=args.resume)
     trainer = ImageScoreTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     results = trainer.train()

@@ -18,6 +18,7 @@ from imagescore_det.utils.detectron2_import import require_detectron2
 
 require_detectron2()
 
+from detectron2.checkpoint import DetectionCheckpointer  # noqa: E402
 from detectron2.data import build_detection_train_loader  # noqa: E402
 from detectron2.engine import DefaultTrainer, hooks
 from detectron2.evaluation.testing import flatten_results_dict  # noqa: E402
@@ -122,6 +123,32 @@ class ImageScoreTrainer(DefaultTrainer):
         if resume and self.checkpointer.has_checkpoint():
             check_checkpoint_fits(self.checkpointer.model, self.checkpointer.get_checkpoint_file())
         super().resume_or_load(resume=resume)
+
+    @classmethod
+    def test_checkpoint(cls, cfg, weights: str, *, resume: bool = False):
+        """train_net's --eval-only: :meth:`model_to_test` tested on DATASETS.TEST."""
+        return cls.test(cfg, cls.model_to_test(cfg, weights, resume=resume))
+
+    @classmethod
+    def model_to_test(cls, cfg, weights: str, *, resume: bool = False):
+        """A new model with ``weights`` (with ``resume``, OUTPUT_DIR's last checkpoint where there is
+        one), checked to fit first. A checkpoint of the mean_teacher regime holds the teacher beside
+        the student: the model gets the teacher, as the training's evaluations and the study report
+        it."""
+        model = cls.build_model(cfg)
+        checkpointer = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
+        path = (
+            checkpointer.get_checkpoint_file()
+            if resume and checkpointer.has_checkpoint()
+            else weights
+        )
+        if os.path.isfile(path):
+            check_checkpoint_fits(model, path)
+        extra = checkpointer.resume_or_load(weights, resume=resume)
+        if TEACHER_CHECKPOINTABLE in extra:
+            logger.info("Testing the mean teacher of %s (the student is its 'model')", path)
+            model.load_state_dict(extra[TEACHER_CHECKPOINTABLE])
+        return model
 
     @classmethod
     def build_train_loader(cls, cfg) -> PseudoLabelTrainLoader:

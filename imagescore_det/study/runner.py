@@ -44,6 +44,8 @@ from ..evaluation.pseudo_label_quality import pseudo_label_file_quality  # noqa:
 from ..utils.io import atomic_write  # noqa: E402
 from .summary import (  # noqa: E402
     DEFAULT_FINAL_EVALS,
+    DEFAULT_METRIC,
+    METRICS,
     control_drift,
     detectable_note,
     drift_note,
@@ -188,6 +190,13 @@ def parse_study_args(argv=None, description: str = ""):
         type=int,
         default=DEFAULT_FINAL_EVALS,
         help="a run's final AP50 is the mean of its last N evaluations after the swap (default 3)",
+    )
+    parser.add_argument(
+        "--metric",
+        choices=sorted(METRICS),
+        default=DEFAULT_METRIC,
+        help="the figure the arms are compared by: ap50 (IoU 0.5, the default) or ap (COCO-style "
+        "IoU 0.50:0.95, for a set whose AP50 is near its ceiling); summary.csv's metric column says which",
     )
     parser.add_argument(
         "--output-dir", required=True, metavar="DIR", help="where the runs and the tables go"
@@ -633,11 +642,12 @@ def run_study(args, command: str, train_net: str):
         raise RuntimeError("--only-finished: no arm of this study has finished yet")
     root = os.path.abspath(args.output_dir)
     swap = cfg.IMAGESCORE.SWAP_ITER
-    summary = summarize(rows, swap_iter=swap, final_evals=final_evals)
+    metric = getattr(args, "metric", DEFAULT_METRIC)
+    summary = summarize(rows, swap_iter=swap, final_evals=final_evals, metric=metric)
     write_runs(os.path.join(root, "runs.csv"), rows)
     write_per_seed(
         os.path.join(root, "per_seed.csv"),
-        per_seed(rows, swap_iter=swap, final_evals=final_evals),
+        per_seed(rows, swap_iter=swap, final_evals=final_evals, metric=metric),
     )
     done = [f.result() for f in list(teachers.values()) + list(arms.values())]
     trained = sum(record["seconds"] for record in done if record is not None)

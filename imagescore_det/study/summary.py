@@ -14,7 +14,8 @@ its last evaluation's AP50 is kept beside it (``ap50_last_mean``). Where the swa
 given, a run's first evaluation is taken as the swap: the study writes each arm's rows from its
 teacher's one evaluation, at the swap.
 
-The summary compares each arm label's final figures with the ``control`` arm's on the same
+The summary compares each arm label's final figures (AP50, or AP where ``metric`` says so: the
+``metric`` column) with the ``control`` arm's on the same
 (data seed, training seed) pairs, in one **pooled** row per arm label (every pair of every data
 seed) and, where there are two or more data seeds, one row per arm label and data seed:
 
@@ -36,7 +37,9 @@ seed) and, where there are two or more data seeds, one row per arm label and dat
   run's evaluations after the swap (neighbouring checkpoints; control's sits on a plateau, so its
   sd is the evaluation's own noise);
 - ``distractors_kept``: the mean over the row's runs of the share of a run's kept images that are
-  distractors; empty where the set has no kinds or the arm keeps nothing.
+  distractors; empty where the set has no kinds or the arm keeps nothing;
+- ``ap_sd``: the sd over the runs of their final AP, beside ``ap50_sd``; ``metric``: the figure of
+  every difference above (``ap50``, or ``ap`` on a set whose AP50 is near its ceiling).
 
 **per_seed.csv** (:func:`per_seed`) has one row per run: the figures whose means and paired tests the
 summary reports, so a study page can show each seed's values and differences. ``python -m
@@ -63,6 +66,8 @@ __all__ = [
     "PER_SEED_COLUMNS",
     "POOLED",
     "DEFAULT_FINAL_EVALS",
+    "METRICS",
+    "DEFAULT_METRIC",
     "read_runs",
     "write_runs",
     "run_key",
@@ -108,6 +113,7 @@ SUMMARY_COLUMNS = [
     "ap50_sd",
     "ap50_last_mean",
     "ap_mean",
+    "ap_sd",
     "delta_vs_control",
     "p_value",
     "ci95_half_width",
@@ -118,7 +124,13 @@ SUMMARY_COLUMNS = [
     "gap_closed",
     "neighbour_sd",
     "distractors_kept",
+    "metric",
 ]
+#: The figures a study can compare arms by (``metric``): the column of runs.csv it is, and what it is.
+METRICS = {"ap50": "AP50 (IoU 0.5)", "ap": "AP (IoU 0.50:0.95)"}
+#: The figure of the project's studies; the nuclei study compares by COCO-style AP (its AP50 is near
+#: its ceiling).
+DEFAULT_METRIC = "ap50"
 #: per_seed.csv: one row per run (arm label, data seed, training seed); see :func:`per_seed`.
 PER_SEED_COLUMNS = [
     "arm",
@@ -130,6 +142,7 @@ PER_SEED_COLUMNS = [
     "ap50_at_swap",
     "ap50",
     "ap50_last",
+    "ap",
     "drift_after_swap",
     "delta_vs_control",
     "delta_vs_random",
@@ -336,13 +349,19 @@ def _reference(arms: Mapping[str, Tuple[str, object]], arm: str, fraction) -> st
     return ran[0] if len(ran) == 1 and fraction == "" else arm
 
 
-def _paired(final, arm: str, reference: str, keys=None) -> np.ndarray:
-    """(arm - reference) final AP50 over the runs both have (restricted to ``keys`` if given)."""
+def _check_metric(metric: str) -> str:
+    if metric not in METRICS:
+        raise ValueError("metric must be one of %s, not %r" % (", ".join(METRICS), metric))
+    return metric
+
+
+def _paired(final, arm: str, reference: str, keys=None, metric: str = DEFAULT_METRIC) -> np.ndarray:
+    """(arm - reference) final ``metric`` over the runs both have (restricted to ``keys`` if given)."""
     shared = [k for k in final.get(arm, {}) if k in final.get(reference, {})]
     if keys is not None:
         shared = [k for k in shared if k in keys]
     return np.array(
-        [final[arm][k]["ap50"] - final[reference][k]["ap50"] for k in shared], dtype=np.float64
+        [final[arm][k][metric] - final[reference][k][metric] for k in shared], dtype=np.float64
     )
 
 
@@ -378,10 +397,14 @@ def summarize(
     *,
     swap_iter: Optional[int] = None,
     final_evals: int = DEFAULT_FINAL_EVALS,
+    metric: str = DEFAULT_METRIC,
 ) -> List[Dict[str, object]]:
     """Summary rows: one pooled row per arm label (``data_seed`` :data:`POOLED`), in the order the
     labels first appear in ``rows``; then, where ``rows`` hold two or more data seeds, one row per
-    data seed and arm label. NaN where undefined (see the module's docstring for the columns)."""
+    data seed and arm label. Every difference, p-value, interval and gap_closed is in ``metric``
+    (:data:`METRICS`; the ``metric`` column says which). NaN where undefined (see the module's
+    docstring for the columns)."""
+    _check_metric(metric)
     final = final_ap50(rows, swap_iter, final_evals)
     noise = neighbour_sd(rows, swap_iter)
     shares = distractor_shares(rows)
@@ -398,12 +421,12 @@ def summarize(
 
         def versus(subject, reference, keys):
             """(paired differences, their mean, one-sided p) of ``subject`` against ``reference``."""
-            differences = _paired(final, subject, reference, keys)
+            differences = _paired(final, subject, reference, keys, metric)
             delta = float(np.mean(differences)) if len(differences) else float("nan")
             p = float("nan") if subject == reference else _one_sided_paired_t(differences)
             return differences, delta, p
 
-        gaps = _paired(final, oracle, control, set(keys_of(oracle)))
+        gaps = _paired(final, oracle, control, set(keys_of(oracle)), metric)
         oracle_gap = float(np.mean(gaps)) if len(gaps) else float("nan")
         for name in final:
             keys = keys_of(name)
@@ -429,6 +452,9 @@ def summarize(
                     "ap50_sd": float(np.std(values, ddof=1)) if len(values) > 1 else float("nan"),
                     "ap50_last_mean": float(np.mean([run["ap50_last"] for run in runs])),
                     "ap_mean": float(np.mean([run["ap"] for run in runs])),
+                    "ap_sd": float(np.std([run["ap"] for run in runs], ddof=1))
+                    if len(runs) > 1
+                    else float("nan"),
                     "delta_vs_control": delta,
                     "p_value": p,
                     "ci95_half_width": float("nan")
@@ -445,6 +471,7 @@ def summarize(
                     "distractors_kept": _finite_mean(
                         [shares[name][k] for k in keys if k in shares.get(name, {})]
                     ),
+                    "metric": metric,
                 }
             )
     return summary
@@ -471,6 +498,7 @@ def per_seed(
     *,
     swap_iter: Optional[int] = None,
     final_evals: int = DEFAULT_FINAL_EVALS,
+    metric: str = DEFAULT_METRIC,
 ) -> List[Dict[str, object]]:
     """per_seed.csv's rows: one per run, by arm label in the order of :func:`summarize`, then by run.
 
@@ -478,9 +506,11 @@ def per_seed(
     ``evals`` evaluations), ``ap50_last`` its last evaluation's (at ``iteration``), ``ap50_at_swap``
     its evaluation at the swap (the teacher's, which every arm resumes), ``drift_after_swap`` the
     largest |AP50 - AP50 at the swap| after it (on control: how far the labelled-only model still
-    moves); ``delta_vs_control`` / ``delta_vs_random`` / ``delta_vs_all`` are the per-run paired
-    differences of final figures whose means the summary reports (NaN where that arm did not run
-    the pair); images, boxes, precision, recall: the run's pseudo labels (NaN for arms without)."""
+    moves); ``ap`` its final AP (IoU 0.50:0.95), taken as ``ap50``; ``delta_vs_control`` /
+    ``delta_vs_random`` / ``delta_vs_all`` are the per-run paired differences of final ``metric``
+    whose means the summary reports (NaN where that arm did not run the pair); images, boxes,
+    precision, recall: the run's pseudo labels (NaN for arms without)."""
+    _check_metric(metric)
     final = final_ap50(rows, swap_iter, final_evals)
     arms = _arm_labels(rows)
     statistics = {column: _run_statistic(rows, column) for column in _PSEUDO_LABEL_COLUMNS}
@@ -503,11 +533,12 @@ def per_seed(
                 "ap50_at_swap": _at_swap(points, swap_iter),
                 "ap50": run["ap50"],
                 "ap50_last": run["ap50_last"],
+                "ap": run["ap"],
                 "drift_after_swap": _largest_move(points, swap_iter),
             }
             for column, reference in references.items():
                 other = final.get(reference, {}).get(key)
-                row[column] = run["ap50"] - other["ap50"] if other else float("nan")
+                row[column] = run[metric] - other[metric] if other else float("nan")
             for column, by_label in statistics.items():
                 row[column] = by_label.get(label, {}).get(key, float("nan"))
             found.append(row)
@@ -572,8 +603,9 @@ def noise_note(
 
 
 def detectable_note(summary: Sequence[Mapping[str, object]], control: str = "control") -> str:
-    """'This study can detect differences of about ±X AP50 ...': X the largest pooled 95 % half-width
-    of the arms beside control (the oracle left out where other arms ran), per arm label."""
+    """'This study can detect differences of about ±X AP50 ...' (or AP, the summary's metric): X the
+    largest pooled 95 % half-width of the arms beside control (the oracle left out where other arms
+    ran), per arm label."""
     pooled = [row for row in summary if row["data_seed"] == POOLED]
     widths = {
         arm_label(row["arm"], row.get("fraction", "")): row["ci95_half_width"]
@@ -585,14 +617,20 @@ def detectable_note(summary: Sequence[Mapping[str, object]], control: str = "con
     headline = [v for arm, v in widths.items() if arm != "oracle"] or list(widths.values())
     pairs = {arm_label(row["arm"], row.get("fraction", "")): row["seeds"] for row in pooled}
     return (
-        "This study can detect differences of about ±%.2f AP50 (the half-width of the 95 %% "
+        "This study can detect differences of about ±%.2f %s (the half-width of the 95 %% "
         "t-interval of the mean paired difference from control, pooled over the (data seed, "
         "training seed) pairs; per arm: %s)."
         % (
             max(headline),
+            _metric_name(pooled),
             ", ".join("%s ±%.2f over %d" % (arm, v, pairs[arm]) for arm, v in widths.items()),
         )
     )
+
+
+def _metric_name(summary: Sequence[Mapping[str, object]]) -> str:
+    """ "AP50" or "AP": what the summary's differences are in."""
+    return METRICS[summary[0].get("metric", DEFAULT_METRIC)].split(" ")[0] if summary else "AP50"
 
 
 def _cell(value) -> str:
@@ -622,9 +660,10 @@ def write_summary(
     lines += ["| " + " | ".join(_cell(row[c]) for c in SUMMARY_COLUMNS) + " |" for row in summary]
     lines += [
         "",
-        "A run's final AP50 (IoU 0.5; the evaluator is named below), in ap50_mean, ap_mean and every difference, is the mean of its last "
+        "A run's final AP50 and AP (the evaluator is named below), in ap50_mean and ap_mean, are the means of its last "
         "%d evaluation(s) after the swap (fewer where it has fewer); ap50_last_mean is the mean of the runs' last "
-        "evaluation alone (iteration)." % final_evals,
+        "evaluation alone (iteration). Every difference, p-value, interval and gap_closed is in %s (the metric column)."
+        % (final_evals, METRICS[summary[0]["metric"]] if summary else METRICS[DEFAULT_METRIC]),
         "data_seed 'pooled' rows pair every (data seed, training seed) run with control's; the other rows, one data "
         "seed's. fraction is the IMAGESCORE.SELECT_FRACTION of an arm that selects one (empty for the others). "
         "seeds counts the row's runs; sd over them (ddof 1). delta_vs_control is the mean paired difference "
@@ -744,11 +783,22 @@ def main(argv=None) -> int:
         default=DEFAULT_FINAL_EVALS,
         help="evaluations a run's final figure averages, as the folder's summary took it",
     )
+    parser.add_argument(
+        "--metric",
+        choices=sorted(METRICS),
+        default=DEFAULT_METRIC,
+        help="the figure of the paired differences, as the folder's summary took it (default ap50)",
+    )
     args = parser.parse_args(argv)
     for folder in args.folders:
         rows = read_runs(os.path.join(folder, "runs.csv"))
         path = os.path.join(folder, "per_seed.csv")
-        write_per_seed(path, per_seed(rows, swap_iter=args.swap_iter, final_evals=args.final_evals))
+        write_per_seed(
+            path,
+            per_seed(
+                rows, swap_iter=args.swap_iter, final_evals=args.final_evals, metric=args.metric
+            ),
+        )
         print("wrote %s" % path)
     return 0
 
