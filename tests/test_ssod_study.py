@@ -159,6 +159,37 @@ def test_a_selection_curve_runs_each_arm_at_each_fraction_from_one_teacher(
     assert (out / "selection_curve.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_an_uncurated_study_reuses_the_clean_studys_teacher_and_control(empty_data_root, tmp_path):
+    """--reuse-from: the teacher and control read no unlabelled image, so a study on an uncurated
+    pool links the clean study's in and trains only the arms that read the pool."""
+    clean, uncurated = tmp_path / "clean", tmp_path / "uncurated"
+    flags = ["--config-file", DEMO_CONFIG, "--seeds", "0", "--arms", "control", "imagescore", "--jobs", "1"]  # fmt: skip
+    ssod_study.main(flags + ["--output-dir", str(clean), *STUDY])
+    stamps = {p: p.stat().st_mtime_ns for p in clean.glob("seed0/*/stdout.log")}
+    pool = ["IMAGESCORE.SYNTHETIC.DISTRACTOR_FRACTION", "0.5"]
+    ssod_study.main(
+        flags + ["--output-dir", str(uncurated), "--reuse-from", str(clean), *STUDY] + pool
+    )
+    assert {p: p.stat().st_mtime_ns for p in clean.glob("seed0/*/stdout.log")} == stamps
+    for name in ("teacher", "control"):
+        link = uncurated / "seed0" / name
+        assert link.is_symlink() and link.resolve() == (clean / "seed0" / name).resolve()
+    arm = uncurated / "seed0" / "imagescore"
+    assert not arm.is_symlink() and (arm / "done.json").is_file()
+    with open(arm / "config.yaml") as f:  # the arm scored the uncurated pool
+        assert yaml.safe_load(f)["IMAGESCORE"]["SYNTHETIC"]["DISTRACTOR_FRACTION"] == 0.5
+    md = (uncurated / "summary.md").read_text()
+    assert "Linked in from --reuse-from" in md and "seed0/teacher, seed0/control" in md
+
+    # A setting that shapes the teacher is not shared: the links go, the runs train in their own
+    # folders, and the clean study's runs stay as they were.
+    other = uncurated.parent / "other_lr"
+    ssod_study.main(flags + ["--output-dir", str(other), "--reuse-from", str(clean), *STUDY, "SOLVER.BASE_LR", "0.002"] + pool)  # fmt: skip
+    assert not (other / "seed0" / "teacher").is_symlink()
+    assert (other / "seed0" / "teacher" / "stdout.log").is_file()
+    assert {p: p.stat().st_mtime_ns for p in clean.glob("seed0/*/stdout.log")} == stamps
+
+
 def test_one_data_seed_keeps_the_layout_and_flag_of_before(tmp_path):
     def parse(*flags):
         return ssod_study.parse_args(

@@ -30,7 +30,10 @@ the others once) and plots selection_curve.png. Writes runs.csv, summary.csv and
 vs control, random and all with one-sided paired t-tests, 95 % interval half-width, gap closed,
 share of distractors kept), ap50_curves.png and a folder per run ([data<D>/]seed<S>/<arm>). A
 finished run is reused while its fingerprint (config after overrides, arm, seed, data) holds; a
-changed setting trains it again. Any config whose
+changed setting trains it again. --reuse-from DIR links in another study's finished teachers and
+controls where they trained as this command's would: they read no unlabelled image, so a study
+on an uncurated pool (IMAGESCORE.SYNTHETIC.DISTRACTOR_FRACTION) shares them with the clean one.
+--metric ap compares the arms by COCO-style AP instead of AP50. Any config whose
 unlabelled and test sets have ground truth works, e.g. configs/nuclei_ssl.yaml (COCO-format sets from
 tools/prepare_nuclei.py); AP50 and AP are the test set's evaluator's (COCO or Pascal VOC), which
 summary.md names. Examples::

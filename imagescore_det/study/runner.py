@@ -110,6 +110,14 @@ MEAN_TEACHER_ARMS = {
     "mean_teacher_box": "box",
 }
 TEACHER = "teacher"
+#: The runs that never read an unlabelled image, and the settings that shape only the unlabelled
+#: split of a synthetic set (its labelled and test splits are the same whatever they are): such a run
+#: is the same run whatever those settings are, so a clean and an uncurated study share it.
+LABELLED_ONLY_RUNS = (TEACHER, "control")
+UNLABELLED_ONLY_KEYS = (
+    "IMAGESCORE.SYNTHETIC.DISTRACTOR_FRACTION",
+    "IMAGESCORE.SYNTHETIC.DISTRACTORS",
+)
 TEACHER_CHECKPOINT = "teacher.pth"
 DONE = "done.json"
 #: Where the evaluator of a VOC-format test set puts its COCO-style AP50.
@@ -203,6 +211,14 @@ def parse_study_args(argv=None, description: str = ""):
     )
     parser.add_argument(
         "--jobs", type=int, default=2, help="training processes at a time (default 2)"
+    )
+    parser.add_argument(
+        "--reuse-from",
+        default=None,
+        metavar="DIR",
+        help="another study's --output-dir, in the same layout: its finished teachers and controls, "
+        "which read no unlabelled image, are linked in and reused where they trained as this "
+        "command's would (a clean and an uncurated pool share them)",
     )
     parser.add_argument(
         "--reuse-stale",
@@ -366,11 +382,11 @@ def _flat(node, prefix: str = "") -> dict:
     return found
 
 
-def changed_settings(run_config_file: str, cfg) -> List[str]:
+def changed_settings(run_config_file: str, cfg, ignore: Sequence[str] = ()) -> List[str]:
     """The config keys on which a finished run's own config (Detectron2's ``OUTPUT_DIR/config.yaml``)
-    differs from ``cfg``, OUTPUT_DIR aside. A key the run's config lacks (a key added to the project
-    since) counts only where ``cfg`` holds it off its default: the project adds keys whose defaults
-    keep the behaviour of before, so such a run trained as ``cfg`` would."""
+    differs from ``cfg``, OUTPUT_DIR and ``ignore`` aside. A key the run's config lacks (a key added
+    to the project since) counts only where ``cfg`` holds it off its default: the project adds keys
+    whose defaults keep the behaviour of before, so such a run trained as ``cfg`` would."""
     with open(run_config_file) as f:
         ran = _flat(yaml.safe_load(f))
     current = _flat(yaml.safe_load(cfg.dump()))
@@ -385,7 +401,8 @@ def changed_settings(run_config_file: str, cfg) -> List[str]:
             return current[key] != default.get(key)
         return ran[key] != current[key]
 
-    return sorted(key for key in set(ran) | set(current) if key != "OUTPUT_DIR" and differs(key))
+    ignored = {"OUTPUT_DIR", *ignore}
+    return sorted(key for key in set(ran) | set(current) if key not in ignored and differs(key))
 
 
 def last_error_line(log_file: str) -> str:
@@ -393,6 +410,14 @@ def last_error_line(log_file: str) -> str:
     with open(log_file, errors="replace") as f:
         lines = [line.strip() for line in f if line.strip()]
     return lines[-1] if lines else "(empty log)"
+
+
+def _remove_run(folder: str) -> None:
+    """Remove a run's folder, or the link to another study's run (never that run itself)."""
+    if os.path.islink(folder):
+        os.unlink(folder)
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class Study:
@@ -443,6 +468,15 @@ class Study:
         cfg = self.run_config(seed, name, fraction).clone()
         cfg.defrost()
         cfg.OUTPUT_DIR = ""  # the same run wherever the study folder is
+        if name in LABELLED_ONLY_RUNS:  # the same run whatever the unlabelled split holds
+            defaults = get_cfg()
+            add_imagescore_config(defaults)
+            for key in UNLABELLED_ONLY_KEYS:
+                *path, last = key.split(".")
+                node, default = cfg, defaults
+                for part in path:
+                    node, default = node[part], default[part]
+                node[last] = default[last]
         shaped_by = {"config": cfg.dump(), "arm": name, "seed": seed, "data": data_fingerprint(cfg)}
         if name != TEACHER:
             shaped_by["teacher"] = self.fingerprint(seed, TEACHER)
@@ -455,7 +489,12 @@ class Study:
         which its config fixes."""
         cfg = self.run_config(seed, name, fraction)
         saved = os.path.join(self.folder(seed, name, fraction), "config.yaml")
-        if data_fingerprint(cfg) or not os.path.isfile(saved) or changed_settings(saved, cfg):
+        ignore = UNLABELLED_ONLY_KEYS if name in LABELLED_ONLY_RUNS else ()
+        if (
+            data_fingerprint(cfg)
+            or not os.path.isfile(saved)
+            or changed_settings(saved, cfg, ignore)
+        ):
             return False
         return name == TEACHER or self.same_settings(seed, TEACHER)
 
@@ -463,6 +502,8 @@ class Study:
         """The done.json record of a run that need not train again (its fingerprint holds, its
         settings are the same, or ``args.reuse_stale``); None for one that must."""
         done = os.path.join(self.folder(seed, name, fraction), DONE)
+        if not os.path.isfile(done) and name in LABELLED_ONLY_RUNS:
+            self.link_shared(seed, name)
         if not os.path.isfile(done):
             return None
         with open(done) as f:
@@ -476,6 +517,24 @@ class Study:
             return record
         return None
 
+    def link_shared(self, seed: int, name: str) -> None:
+        """Link the finished run ``name`` (a teacher or control) of the study in ``args.reuse_from``
+        in place of this study's unfinished one; :meth:`finished` then judges it as its own (a
+        link that does not hold is removed before training)."""
+        if not getattr(self.args, "reuse_from", None):
+            return
+        other = os.path.join(
+            os.path.abspath(self.args.reuse_from), self.subfolder, "seed%d" % seed, name
+        )
+        folder = self.folder(seed, name)
+        if os.path.realpath(other) == os.path.realpath(folder) or not os.path.isfile(
+            os.path.join(other, DONE)
+        ):
+            return
+        _remove_run(folder)
+        os.makedirs(os.path.dirname(folder), exist_ok=True)
+        os.symlink(other, folder)
+
     def train(self, seed: int, name: str, fraction: Optional[float] = None):
         """Run (or reuse) one training (at ``fraction``, where given); return its done.json record."""
         record = self.finished(seed, name, fraction)
@@ -484,9 +543,7 @@ class Study:
         folder = self.folder(seed, name, fraction)
         done = os.path.join(folder, DONE)
         fingerprint = self.fingerprint(seed, name, fraction)
-        shutil.rmtree(
-            folder, ignore_errors=True
-        )  # unfinished or stale: starts over from its teacher
+        _remove_run(folder)  # unfinished or stale: starts over from its teacher
         os.makedirs(folder)
         command = [sys.executable, self.train_net, "--config-file", self.args.config_file]
         if name != TEACHER:  # resumes the teacher: its iteration, optimizer and LR schedule
@@ -663,6 +720,18 @@ def run_study(args, command: str, train_net: str):
     if unfinished:
         note += " Tables from the finished runs only (--only-finished); not finished yet: %s." % (
             ", ".join(unfinished)
+        )
+    linked = [
+        study.label(seed, name)
+        for study in studies
+        for seed in args.seeds
+        for name in LABELLED_ONLY_RUNS
+        if os.path.islink(study.folder(seed, name))
+    ]
+    if linked:
+        note += " Linked in from --reuse-from %s (trained there; their times are counted): %s." % (
+            args.reuse_from,
+            ", ".join(linked),
         )
     stale = [label for study in studies for label in study.stale]
     if stale:
