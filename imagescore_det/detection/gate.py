@@ -9,8 +9,6 @@ are scored on the forward that made them (``gate.scorer.score``), and :meth:`Sco
 what falls below the threshold.
 """
 
-import dataclasses
-import itertools
 import logging
 import math
 from typing import List, Optional
@@ -28,6 +26,7 @@ from ..scoring import ClassReferences, Reference  # noqa: E402
 from ..structures import ScoredImage  # noqa: E402
 from .modes import MODES, build_references, score_truth_boxes  # noqa: E402
 from .passes import labelled_loader, run_recorded  # noqa: E402
+from .ranking import keep_boxes  # noqa: E402
 
 __all__ = ["GATES", "ScoreGate"]
 
@@ -37,8 +36,6 @@ logger = logging.getLogger(__name__)
 GATES = ("none", "image", "box")
 #: What each gated mode's reference is, to read it back from a checkpoint.
 REFERENCE_TYPES = {"image": Reference, "box": ClassReferences}
-#: The per-box fields of a ScoredImage that the box gate filters together.
-BOX_FIELDS = ("boxes", "classes", "confidences", "box_scores")
 
 
 class ScoreGate:
@@ -135,8 +132,7 @@ class ScoreGate:
         passed = [score >= self.thresholds[c] for c, score in zip(image.classes, image.box_scores)]
         if image.boxes and not any(passed):
             return None
-        kept = {key: list(itertools.compress(getattr(image, key), passed)) for key in BOX_FIELDS}
-        return dataclasses.replace(image, **kept)
+        return keep_boxes(image, passed, ignore_rest=False)
 
     def state_dict(self) -> dict:
         if self.reference is None:

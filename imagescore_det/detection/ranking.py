@@ -17,6 +17,7 @@ background, so a doubtful detection is not taught as background either.
 """
 
 import dataclasses
+import itertools
 from typing import List, Sequence
 
 import numpy as np
@@ -111,29 +112,32 @@ def box_filter_threshold(truth_scores: Sequence[float], quantile: float) -> floa
     return float(np.quantile(scores, quantile))
 
 
+#: The per-box fields of a ScoredImage, one value per pseudo box.
+BOX_FIELDS = ("boxes", "classes", "confidences", "box_scores")
+
+
+def keep_boxes(image: ScoredImage, passed: Sequence[bool], *, ignore_rest: bool) -> ScoredImage:
+    """A copy of ``image`` with the pseudo boxes where ``passed`` holds (their classes, confidences
+    and box scores with them); the others become ignore boxes (neither object nor background) with
+    ``ignore_rest``, else they are dropped. The one per-box filter of the box filter and the gate."""
+    if not len(passed) == len(image.boxes) == len(image.box_scores):
+        raise ValueError(
+            "image %r has %d box scores and %d pass flags for %d pseudo labels: score it in box mode"
+            % (image.image_id, len(image.box_scores), len(passed), len(image.boxes))
+        )
+    kept = {key: list(itertools.compress(getattr(image, key), passed)) for key in BOX_FIELDS}
+    if ignore_rest:
+        failed = [not flag for flag in passed]
+        kept["ignore_boxes"] = list(image.ignore_boxes) + list(
+            itertools.compress(image.boxes, failed)
+        )
+    return dataclasses.replace(image, **kept)
+
+
 def filter_boxes(images: Sequence[ScoredImage], threshold: float) -> List[ScoredImage]:
     """Copies of ``images`` that keep the pseudo boxes whose box score is >= ``threshold``; the others
-    are appended to the image's ignore boxes (its classes, confidences and box scores go with them)."""
-    filtered = []
-    for image in images:
-        if len(image.box_scores) != len(image.boxes):
-            raise ValueError(
-                "image %r has %d box scores for %d pseudo labels: score it in box mode"
-                % (image.image_id, len(image.box_scores), len(image.boxes))
-            )
-        keep = [score >= threshold for score in image.box_scores]
-
-        def kept(values, want=True):
-            return [value for value, passes in zip(values, keep) if passes == want]
-
-        filtered.append(
-            dataclasses.replace(
-                image,
-                boxes=kept(image.boxes),
-                classes=kept(image.classes),
-                confidences=kept(image.confidences),
-                box_scores=kept(image.box_scores),
-                ignore_boxes=list(image.ignore_boxes) + kept(image.boxes, want=False),
-            )
-        )
-    return filtered
+    are appended to the image's ignore boxes (:func:`keep_boxes`)."""
+    return [
+        keep_boxes(image, [score >= threshold for score in image.box_scores], ignore_rest=True)
+        for image in images
+    ]
