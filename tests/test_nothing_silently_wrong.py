@@ -2,6 +2,7 @@
 reruns never mix runs: one test per row of the table in issue 21."""
 
 import json
+import math
 import os
 import shutil
 
@@ -224,3 +225,40 @@ def test_a_resumed_run_refuses_a_checkpoint_of_another_model(data_root, tmp_path
     ):
         train_net.main(train_args(tmp_path, 8, "--resume"))
     assert torch.load(weights, weights_only=False)["model"]  # the file itself was left as it was
+
+
+def test_a_model_that_detects_nothing_on_a_coco_set_gets_ap_0_not_nan(tmp_path, caplog):
+    """COCOEvaluator reports NaN when there is no detection at all; a study would average that as a
+    number. The project's COCO evaluator reports AP 0 and says so; a size the set lacks stays NaN."""
+    from detectron2.data.datasets import register_coco_instances
+    from detectron2.structures import Boxes, Instances
+
+    from imagescore_det.evaluation.evaluators import build_evaluator
+
+    coco = {
+        "images": [{"id": 1, "file_name": "a.png", "height": 64, "width": 64}],
+        "annotations": [
+            {
+                "id": 1,
+                "image_id": 1,
+                "category_id": 1,
+                "bbox": [10, 10, 30, 30],
+                "area": 900,
+                "iscrowd": 0,
+            }
+        ],  # fmt: skip
+        "categories": [{"id": 1, "name": "nucleus"}],
+    }
+    (tmp_path / "set.json").write_text(json.dumps(coco))
+    register_coco_instances("nothing_detected_test", {}, str(tmp_path / "set.json"), str(tmp_path))
+    cfg = build_config(DEMO_CONFIG, ["OUTPUT_DIR", str(tmp_path / "out")])
+    evaluator = build_evaluator(cfg, "nothing_detected_test")
+    evaluator.reset()
+    empty = Instances((64, 64), pred_boxes=Boxes(torch.zeros(0, 4)), scores=torch.zeros(0),
+                      pred_classes=torch.zeros(0, dtype=torch.long))  # fmt: skip
+    evaluator.process([{"image_id": 1}], [{"instances": empty}])
+    with caplog.at_level("WARNING"):
+        box = evaluator.evaluate()["bbox"]
+    assert box["AP"] == box["AP50"] == box["AP75"] == 0.0
+    assert math.isnan(box["APs"])  # the set has no small box: undefined, as before
+    assert "detected nothing on nothing_detected_test" in caplog.text

@@ -1,6 +1,7 @@
 """The evaluator of a test set follows its ``evaluator_type`` (issue 11).
 
-- ``"coco"``: Detectron2's ``COCOEvaluator``; its ``bbox/AP50`` is the COCO protocol.
+- ``"coco"``: Detectron2's ``COCOEvaluator``; its ``bbox/AP50`` is the COCO protocol (AP 0, not
+  NaN, for a model that detects nothing: :class:`NoDetectionsCOCOEvaluator`).
 - ``"pascal_voc"``: Detectron2's ``PascalVOCDetectionEvaluator`` (the paper's metric; results under
   ``"bbox"``, so ``bbox/AP50`` is the VOC AP50 everywhere in this project) and, beside it, COCO-style
   AP/AP50 computed by pycocotools' own ``COCOeval`` under ``"bbox_coco"``.
@@ -11,13 +12,14 @@ log line names the protocol.
 """
 
 import logging
+import math
 import os
 
 from imagescore_det.utils.detectron2_import import require_detectron2
 
 require_detectron2()
 
-from detectron2.data import MetadataCatalog  # noqa: E402
+from detectron2.data import DatasetCatalog, MetadataCatalog  # noqa: E402
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluators, PascalVOCDetectionEvaluator  # noqa: E402
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "ap50_text",
     "COCO_STYLE_KEY",
     "COCOStyleEvaluator",
+    "NoDetectionsCOCOEvaluator",
     "VOCAndCOCOStyleEvaluator",
     "build_evaluator",
     "protocol_of",
@@ -44,7 +47,42 @@ def protocol_of(dataset_name: str) -> str:
     )
 
 
-class COCOStyleEvaluator(COCOEvaluator):
+#: The figures of COCOEvaluator that a set with ground-truth boxes always defines.
+_DEFINED_WITH_BOXES = ("AP", "AP50", "AP75")
+
+
+class NoDetectionsCOCOEvaluator(COCOEvaluator):
+    """Detectron2's COCOEvaluator, except where the model detected nothing on the whole set: there
+    it reports NaN for every figure (it skips COCOeval), which a study would average as a number.
+    A set with ground-truth boxes and no detection has AP 0 (recall 0 at every threshold), so
+    AP / AP50 / AP75 are reported as 0 with a warning naming the set; the figures by object size
+    stay NaN (the set may lack a size)."""
+
+    def __init__(self, dataset_name: str, **kwargs):
+        super().__init__(dataset_name, **kwargs)
+        self._dataset_name = dataset_name
+
+    def evaluate(self, img_ids=None):
+        results = super().evaluate(img_ids)
+        box = (results or {}).get("bbox")
+        if (
+            box
+            and all(math.isnan(box[key]) for key in _DEFINED_WITH_BOXES)
+            and _has_boxes(self._dataset_name)
+        ):
+            logger.warning(
+                "The model detected nothing on %s: COCOEvaluator gives NaN, reported as AP 0",
+                self._dataset_name,
+            )
+            box.update({key: 0.0 for key in _DEFINED_WITH_BOXES})
+        return results
+
+
+def _has_boxes(dataset_name: str) -> bool:
+    return any(record.get("annotations") for record in DatasetCatalog.get(dataset_name))
+
+
+class COCOStyleEvaluator(NoDetectionsCOCOEvaluator):
     """COCO-style box AP of a set that is not in COCO format, with pycocotools' reference COCOeval.
 
     Detectron2 converts the set to a COCO file in ``output_dir`` and remembers that file in the
@@ -64,7 +102,6 @@ class COCOStyleEvaluator(COCOEvaluator):
         )
         if converted:
             del metadata.json_file
-        self._dataset_name = dataset_name
 
     def evaluate(self, img_ids=None):
         results = super().evaluate(img_ids)
@@ -113,7 +150,7 @@ def build_evaluator(cfg, dataset_name: str, output_folder: str = None):
     output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
     kind = MetadataCatalog.get(dataset_name).get("evaluator_type")
     if kind == "coco":
-        return COCOEvaluator(dataset_name, output_dir=output_folder)
+        return NoDetectionsCOCOEvaluator(dataset_name, output_dir=output_folder)
     if kind == "pascal_voc":
         return VOCAndCOCOStyleEvaluator(dataset_name, output_folder)
     raise ValueError(
