@@ -41,6 +41,8 @@ __all__ = [
     "Gallery",
     "require_visualizer",
     "gallery_path",
+    "box_verdicts",
+    "draw_panel",
     "draw_selection_gallery",
     "write_selection_and_gallery",
 ]
@@ -87,7 +89,7 @@ def gallery_path(pseudo_label_file: str) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(pseudo_label_file)), GALLERY_NAME)
 
 
-def _box_verdicts(image: ScoredImage, truth: Optional[GroundTruth]) -> list:
+def box_verdicts(image: ScoredImage, truth: Optional[GroundTruth]) -> list:
     """Per pseudo box: True (matches ground truth), False (does not) or None (no ground truth)."""
     if truth is None or image.image_id not in truth:
         return [None] * len(image.boxes)
@@ -99,13 +101,14 @@ def _box_verdicts(image: ScoredImage, truth: Optional[GroundTruth]) -> list:
     ]
 
 
-def _panel(
+def draw_panel(
     image: ScoredImage,
     caption: str,
     class_names: Sequence[str],
     truth: Optional[GroundTruth],
 ) -> np.ndarray:
-    """uint8 [PANEL_SIDE + CAPTION_HEIGHT, PANEL_SIDE, 3]: the image, its pseudo boxes and the caption."""
+    """uint8 [PANEL_SIDE + CAPTION_HEIGHT, PANEL_SIDE, 3]: the image, its boxes (green where one
+    matches ``truth``, red where not, blue without ground truth) and the caption."""
     from detectron2.utils.visualizer import Visualizer  # needs OpenCV: see require_visualizer
 
     panel = np.full((PANEL_SIDE + CAPTION_HEIGHT, PANEL_SIDE, 3), 255, dtype=np.uint8)
@@ -134,7 +137,7 @@ def _panel(
             labels=[
                 "%s %.2f" % (class_names[c], s) for c, s in zip(image.classes, image.confidences)
             ],
-            assigned_colors=[BOX_COLOURS[v] for v in _box_verdicts(image, truth)],
+            assigned_colors=[BOX_COLOURS[v] for v in box_verdicts(image, truth)],
         )
     visualizer.draw_text(caption, (PANEL_SIDE / 2, PANEL_SIDE + 5), font_size=9, color="white")
     drawn = visualizer.get_output().get_image()
@@ -183,7 +186,7 @@ def draw_selection_gallery(
             caption += ("  %s" % image.kind) if image.kind else ""
             caption += "  kept" if image.image_id in kept else ""
             r, c = row + position // width, position % width
-            grid[r * panel_h : (r + 1) * panel_h, c * panel_w : (c + 1) * panel_w] = _panel(
+            grid[r * panel_h : (r + 1) * panel_h, c * panel_w : (c + 1) * panel_w] = draw_panel(
                 image, caption, class_names, truth
             )
         row += math.ceil(len(section) / width)
