@@ -1,4 +1,4 @@
-"""tools/compare_detections.py: models side by side on the test images with the most objects."""
+"""tools/compare_detections.py: models side by side on test images spread over the set."""
 
 import numpy as np
 import pytest
@@ -24,7 +24,7 @@ from imagescore_det.structures import ScoredImage  # noqa: E402
 compare_detections = load_tool("compare_detections")
 
 
-def test_two_models_side_by_side_on_the_images_with_most_objects(data_root, tmp_path):
+def test_two_models_side_by_side_on_images_spread_over_the_set(data_root, tmp_path):
     model = build_model(build_config(DEMO_CONFIG, TINY_OPTS + ["MODEL.DEVICE", "cpu"]))
     DetectionCheckpointer(model, save_dir=str(tmp_path)).save("random")
     weights = str(tmp_path / "random.pth")
@@ -51,6 +51,8 @@ def test_two_models_side_by_side_on_the_images_with_most_objects(data_root, tmp_
         assert png.size == (3 * PANEL_SIDE, 2 * (PANEL_SIDE + CAPTION_HEIGHT))
     with pytest.raises(ValueError, match="distinct LABEL=FILE"):
         compare_detections.parse_weights(["a=x", "a=y"])
+    assert compare_detections.evenly_spaced(list(range(10)), 3) == [0, 4, 9]  # 0, 4.5, 9 rounded
+    assert compare_detections.evenly_spaced(list(range(2)), 5) == [0, 1]
 
 
 def test_captions_count_right_detections_and_rows_must_show_one_image(data_root, tmp_path):

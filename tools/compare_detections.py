@@ -2,7 +2,7 @@
 """Two or more detectors side by side on the same test images: a PNG with one row per image, its
 ground truth first, then each model's detections (green: right, red: wrong).
 
-Example, the nuclei study's control beside its best arm on three test tiles::
+Example, the nuclei study's control beside two arms on three test tiles::
 
     python tools/compare_detections.py --config-file configs/nuclei_ssl.yaml \\
         --weights control=output/nuclei_study/seed0/control/model_final.pth \\
@@ -42,7 +42,8 @@ def argument_parser():
         "--images",
         type=int,
         default=3,
-        help="rows: the test images with the most ground-truth boxes (default 3)",
+        help="rows: this many test images with ground-truth boxes, evenly spaced over the set in "
+        "its order (not chosen by any model's result; default 3)",
     )
     parser.add_argument(
         "--score-thresh",
@@ -65,15 +66,25 @@ def parse_weights(entries):
     return weights
 
 
+def evenly_spaced(records, count):
+    """``count`` of ``records`` at evenly spaced positions, the first and the last included."""
+    if count < 1 or not records:
+        raise ValueError("--images must be at least 1, on a set with ground-truth boxes")
+    count = min(count, len(records))
+    if count == 1:
+        return records[:1]
+    return [records[round(i * (len(records) - 1) / (count - 1))] for i in range(count)]
+
+
 def main(args):
     weights = parse_weights(args.weights)
     cfg = setup(args)
     dataset = args.dataset or cfg.DATASETS.TEST[0]
     truth = ground_truth_of([dataset])
-    records = sorted(
-        DatasetCatalog.get(dataset),
-        key=lambda r: (-len(truth.get(r["image_id"], ((), ()))[1]), str(r["image_id"])),
-    )[: args.images]
+    records = evenly_spaced(
+        [r for r in DatasetCatalog.get(dataset) if len(truth.get(r["image_id"], ((), ()))[1])],
+        args.images,
+    )
     found = {
         label: detections_of(
             ImageScoreTrainer.model_to_test(cfg, path), cfg, records, args.score_thresh

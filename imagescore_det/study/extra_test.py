@@ -61,7 +61,8 @@ def _arm_of(name: str) -> Tuple[Optional[str], object]:
 
 def finished_runs(study_dir: str) -> List[StudyRun]:
     """The arms' runs under ``study_dir`` that finished (their done.json written), in the layout the
-    study writes: ``[data<D>/]seed<S>/<run name>``; sorted by data seed, seed, folder."""
+    study writes: ``[data<D>/]seed<S>/<run name>``; in the order of the study's arms (control
+    first), then fraction, data seed and seed."""
     found = []
     roots = [(study_dir, "")] + [
         (os.path.join(study_dir, name), int(name[4:]))
@@ -81,7 +82,8 @@ def finished_runs(study_dir: str) -> List[StudyRun]:
                     and os.path.isfile(os.path.join(folder, DONE))
                 ):
                     found.append((folder, arm, fraction, data_seed, int(seed_name[4:])))
-    return found
+    order = list(ARMS) + list(MEAN_TEACHER_ARMS)
+    return sorted(found, key=lambda run: (order.index(run[1]), str(run[2]), str(run[3]), run[4]))
 
 
 def evaluate_run(folder: str, dataset: str, opts=()) -> dict:

@@ -464,7 +464,7 @@ def summarize(
                     "p_vs_random": p_random,
                     "delta_vs_all": delta_all,
                     "p_vs_all": p_all,
-                    "gap_closed": delta / oracle_gap
+                    "gap_closed": delta / oracle_gap + 0.0  # + 0.0: no "-0" for control
                     if oracle_gap and not math.isnan(oracle_gap)
                     else float("nan"),
                     "neighbour_sd": _finite_mean([noise[(name,) + k] for k in keys]),
