@@ -21,7 +21,7 @@ require_detectron2_or_help(__doc__)
 from tqdm import tqdm  # noqa: E402
 
 from imagescore_det.study.extra_test import evaluate_study  # noqa: E402
-from imagescore_det.study.summary import DEFAULT_METRIC, METRICS  # noqa: E402
+from imagescore_det.study.summary import add_metric_argument  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -30,12 +30,7 @@ def parse_args(argv=None):
     )
     parser.add_argument("--study", required=True, metavar="DIR", help="the study's --output-dir")
     parser.add_argument("--dataset", required=True, help="registered test set to evaluate on")
-    parser.add_argument(
-        "--metric",
-        choices=sorted(METRICS),
-        default=DEFAULT_METRIC,
-        help="the figure of the paired differences (default ap50)",
-    )
+    add_metric_argument(parser)
     parser.add_argument(
         "opts",
         nargs=argparse.REMAINDER,

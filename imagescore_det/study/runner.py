@@ -45,7 +45,7 @@ from ..utils.io import atomic_write  # noqa: E402
 from .summary import (  # noqa: E402
     DEFAULT_FINAL_EVALS,
     DEFAULT_METRIC,
-    METRICS,
+    add_metric_argument,
     control_drift,
     detectable_note,
     drift_note,
@@ -199,13 +199,7 @@ def parse_study_args(argv=None, description: str = ""):
         default=DEFAULT_FINAL_EVALS,
         help="a run's final AP50 is the mean of its last N evaluations after the swap (default 3)",
     )
-    parser.add_argument(
-        "--metric",
-        choices=sorted(METRICS),
-        default=DEFAULT_METRIC,
-        help="the figure the arms are compared by: ap50 (IoU 0.5, the default) or ap (COCO-style "
-        "IoU 0.50:0.95, for a set whose AP50 is near its ceiling); summary.csv's metric column says which",
-    )
+    add_metric_argument(parser)
     parser.add_argument(
         "--output-dir", required=True, metavar="DIR", help="where the runs and the tables go"
     )

@@ -68,6 +68,7 @@ __all__ = [
     "DEFAULT_FINAL_EVALS",
     "METRICS",
     "DEFAULT_METRIC",
+    "add_metric_argument",
     "read_runs",
     "write_runs",
     "run_key",
@@ -765,6 +766,17 @@ def _save_plot(figure, axes, path: str, xlabel: str, ylabel: str, title: str) ->
     plt.close(figure)
 
 
+def add_metric_argument(parser) -> None:
+    """``--metric`` of every tool that writes study tables: the figure of the paired differences."""
+    parser.add_argument(
+        "--metric",
+        choices=sorted(METRICS),
+        default=DEFAULT_METRIC,
+        help="the figure the arms are compared by: ap50 (IoU 0.5, the default) or ap (COCO-style "
+        "IoU 0.50:0.95, for a set whose AP50 is near its ceiling); summary.csv's metric column says which",
+    )
+
+
 def main(argv=None) -> int:
     """Write per_seed.csv beside each study folder's runs.csv."""
     parser = argparse.ArgumentParser(
@@ -783,12 +795,7 @@ def main(argv=None) -> int:
         default=DEFAULT_FINAL_EVALS,
         help="evaluations a run's final figure averages, as the folder's summary took it",
     )
-    parser.add_argument(
-        "--metric",
-        choices=sorted(METRICS),
-        default=DEFAULT_METRIC,
-        help="the figure of the paired differences, as the folder's summary took it (default ap50)",
-    )
+    add_metric_argument(parser)
     args = parser.parse_args(argv)
     for folder in args.folders:
         rows = read_runs(os.path.join(folder, "runs.csv"))
