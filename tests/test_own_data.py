@@ -38,7 +38,11 @@ from imagescore_det import build_config  # noqa: E402
 from imagescore_det.data.convert import voc_split_to_coco  # noqa: E402
 from imagescore_det.data.registry import parse_dataset_entry, register_config_datasets  # noqa: E402
 from imagescore_det.data.synthetic import SYNTHETIC_CLASSES, generate_synthetic_voc  # noqa: E402
-from imagescore_det.evaluation.evaluators import VOCAndCOCOStyleEvaluator, build_evaluator  # noqa: E402
+from imagescore_det.evaluation.evaluators import (  # noqa: E402
+    NoDetectionsCOCOEvaluator,
+    VOCAndCOCOStyleEvaluator,
+    build_evaluator,
+)
 
 CONFIG = DEMO_CONFIG
 train_net = load_tool("train_net")
@@ -277,7 +281,8 @@ def test_evaluator_follows_evaluator_type_and_voc_sets_report_both_protocols(
 ):
     cfg = build_config(CONFIG, own_opts(data, test="own_voc_test") + ["OUTPUT_DIR", str(tmp_path)])
     register_config_datasets(cfg)
-    assert type(build_evaluator(cfg, "own_test")) is COCOEvaluator
+    coco = build_evaluator(cfg, "own_test")  # Detectron2's, with AP 0 where nothing is detected
+    assert type(coco) is NoDetectionsCOCOEvaluator and isinstance(coco, COCOEvaluator)
     voc = build_evaluator(cfg, "own_voc_test")
     assert isinstance(voc, VOCAndCOCOStyleEvaluator)
     with pytest.raises(ValueError, match="'own_photos' has evaluator_type 'folder'"):
