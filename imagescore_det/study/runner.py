@@ -376,6 +376,13 @@ def _flat(node, prefix: str = "") -> dict:
     return found
 
 
+def default_settings() -> dict:
+    """``{"A.B.C": value}`` of Detectron2's defaults with the IMAGESCORE keys at theirs."""
+    defaults = get_cfg()
+    add_imagescore_config(defaults)
+    return _flat(yaml.safe_load(defaults.dump()))
+
+
 def changed_settings(run_config_file: str, cfg, ignore: Sequence[str] = ()) -> List[str]:
     """The config keys on which a finished run's own config (Detectron2's ``OUTPUT_DIR/config.yaml``)
     differs from ``cfg``, OUTPUT_DIR and ``ignore`` aside. A key the run's config lacks (a key added
@@ -384,9 +391,7 @@ def changed_settings(run_config_file: str, cfg, ignore: Sequence[str] = ()) -> L
     with open(run_config_file) as f:
         ran = _flat(yaml.safe_load(f))
     current = _flat(yaml.safe_load(cfg.dump()))
-    defaults = get_cfg()
-    add_imagescore_config(defaults)
-    default = _flat(yaml.safe_load(defaults.dump()))
+    default = default_settings()
 
     def differs(key: str) -> bool:
         if key not in current:  # removed since the run
@@ -463,14 +468,10 @@ class Study:
         cfg.defrost()
         cfg.OUTPUT_DIR = ""  # the same run wherever the study folder is
         if name in LABELLED_ONLY_RUNS:  # the same run whatever the unlabelled split holds
-            defaults = get_cfg()
-            add_imagescore_config(defaults)
-            for key in UNLABELLED_ONLY_KEYS:
-                *path, last = key.split(".")
-                node, default = cfg, defaults
-                for part in path:
-                    node, default = node[part], default[part]
-                node[last] = default[last]
+            default = default_settings()
+            cfg.merge_from_list(
+                [item for key in UNLABELLED_ONLY_KEYS for item in (key, default[key])]
+            )
         shaped_by = {"config": cfg.dump(), "arm": name, "seed": seed, "data": data_fingerprint(cfg)}
         if name != TEACHER:
             shaped_by["teacher"] = self.fingerprint(seed, TEACHER)
